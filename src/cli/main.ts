@@ -1,0 +1,51 @@
+import { ConveyorError } from '../core/errors.ts'
+import type { Command, CommandIO } from './command.ts'
+import { kafkaCommand } from './commands/kafka.ts'
+
+const commands: Command[] = [kafkaCommand]
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length))
+  return [
+    'Usage: conveyor <command> [options]',
+    '',
+    'Commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `conveyor <command> --help` for the options of a command.'
+  ].join('\n')
+}
+
+/** Runs the CLI and resolves with the process exit code. */
+export async function main(argv: string[], io: CommandIO): Promise<number> {
+  const [name, ...rest] = argv
+  if (!name || name === '--help' || name === '-h') {
+    io.out(usage())
+    return name ? 0 : 2
+  }
+  const command = commands.find((c) => c.name === name)
+  if (!command) {
+    io.err(`unknown command "${name}"\n\n${usage()}`)
+    return 2
+  }
+  try {
+    return await command.run(rest, io)
+  } catch (error) {
+    if (
+      error instanceof ConveyorError ||
+      (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+    ) {
+      io.err(`conveyor ${name}: ${(error as Error).message}`)
+      return 1
+    }
+    throw error
+  }
+}
+
+if (import.meta.main) {
+  const io: CommandIO = {
+    out: (text) => process.stdout.write(`${text}\n`),
+    err: (text) => process.stderr.write(`${text}\n`)
+  }
+  process.exitCode = await main(process.argv.slice(2), io)
+}

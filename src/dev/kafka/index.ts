@@ -1,0 +1,10 @@
+export {
+  type BrokerStatus,
+  type ClusterInfo,
+  defaultHome,
+  LocalKafka,
+  type LocalKafkaOptions,
+  localScramUser,
+  type ScramCredentials
+} from './cluster.ts'
+export { defaultKafkaVersion, ensureKafkaJars } from './jars.ts'

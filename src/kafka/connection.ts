@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs'
+import type { ConnectionOptions as TlsOptions } from 'node:tls'
+import { Admin, type BaseOptions } from '@platformatic/kafka'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+
+export type SaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'
+
+/** How Conveyor reaches a Kafka cluster; shared by consumers, producers and admin work. */
+export interface KafkaConnection {
+  /** Bootstrap addresses, `host:port`. */
+  brokers: string[]
+  clientId?: string
+  sasl?: { mechanism: SaslMechanism; username: string; password: string }
+  /** `true` for TLS with the system's CAs, or the files of a private CA and a client certificate. */
+  tls?: boolean | { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean }
+  /** Milliseconds to establish a connection (TCP, TLS and SASL). */
+  connectTimeout?: number
+  /** Milliseconds to wait for a broker's answer to one request. */
+  requestTimeout?: number
+}
+
+/**
+ * The `@platformatic/kafka` options for a connection. Certificate files are read here,
+ * once, so a missing file fails at start-up rather than at the first reconnect.
+ */
+export function clientOptions(connection: KafkaConnection): BaseOptions {
+  if (connection.brokers.length === 0) {
+    throw new ConveyorError(ErrorCodes.INVALID_OPTION, 'at least one broker address is needed', {
+      path: 'brokers'
+    })
+  }
+  const options: BaseOptions = {
+    clientId: connection.clientId ?? 'conveyor',
+    bootstrapBrokers: connection.brokers,
+    connectTimeout: connection.connectTimeout ?? 10_000,
+    requestTimeout: connection.requestTimeout ?? 30_000
+  }
+  const tls = tlsOptions(connection.tls)
+  if (tls) options.tls = tls
+  if (connection.sasl) options.sasl = { ...connection.sasl }
+  return options
+}
+
+function tlsOptions(tls: KafkaConnection['tls']): TlsOptions | undefined {
+  if (!tls) return undefined
+  if (tls === true) return {}
+  const read = (file: string, field: string) => {
+    try {
+      return readFileSync(file)
+    } catch (error) {
+      throw new ConveyorError(ErrorCodes.INVALID_OPTION, `cannot read ${field} "${file}"`, {
+        cause: error,
+        path: `tls.${field}`
+      })
+    }
+  }
+  const options: TlsOptions = {}
+  if (tls.caFile) options.ca = read(tls.caFile, 'caFile')
+  if (tls.certFile) options.cert = read(tls.certFile, 'certFile')
+  if (tls.keyFile) options.key = read(tls.keyFile, 'keyFile')
+  if (tls.rejectUnauthorized !== undefined) options.rejectUnauthorized = tls.rejectUnauthorized
+  return options
+}
+
+/**
+ * Turns a client error into a Conveyor error when the cause is one a caller must act
+ * on: rejected credentials become `CONVEYOR_KAFKA_AUTHENTICATION` (not retryable: the
+ * same credentials will be rejected again). Anything else is returned unchanged.
+ */
+export function translateKafkaError(error: unknown, connection: KafkaConnection): unknown {
+  const authentication = findByCode(error, 'PLT_KFK_AUTHENTICATION')
+  if (authentication) {
+    const who = connection.sasl
+      ? `as "${connection.sasl.username}" with ${connection.sasl.mechanism}`
+      : 'without SASL credentials'
+    return new ConveyorError(
+      ErrorCodes.KAFKA_AUTHENTICATION,
+      `Kafka rejected the connection to ${connection.brokers.join(',')} ${who}: authentication failed, check the username and password`,
+      { cause: error, retryable: false }
+    )
+  }
+  return error
+}
+
+/**
+ * Opens a connection, asks for cluster metadata and closes; resolves with the brokers
+ * the cluster advertises. Rejects with a translated error (see `translateKafkaError`).
+ */
+export async function verifyConnection(connection: KafkaConnection): Promise<string[]> {
+  const admin = new Admin(clientOptions(connection))
+  try {
+    const metadata = await admin.metadata({ topics: [] })
+    return [...metadata.brokers.values()].map((broker) => `${broker.host}:${broker.port}`)
+  } catch (error) {
+    throw translateKafkaError(error, connection)
+  } finally {
+    await admin.close().catch(() => {})
+  }
+}
+
+/** Depth-first search through `errors` (AggregateError) and `cause` chains. */
+function findByCode(error: unknown, code: string, depth = 0): unknown {
+  if (typeof error !== 'object' || error === null || depth > 10) return undefined
+  const candidate = error as { code?: unknown; errors?: unknown; cause?: unknown }
+  if (candidate.code === code) return error
+  if (Array.isArray(candidate.errors)) {
+    for (const inner of candidate.errors) {
+      const found = findByCode(inner, code, depth + 1)
+      if (found) return found
+    }
+  }
+  return findByCode(candidate.cause, code, depth + 1)
+}
