@@ -8,6 +8,8 @@ export const ErrorCodes = {
   INVALID_OPTION: 'CONVEYOR_INVALID_OPTION',
   /** The broker rejected the client's credentials (SASL). Not retryable. */
   KAFKA_AUTHENTICATION: 'CONVEYOR_KAFKA_AUTHENTICATION',
+  /** No broker answered in time. Retryable. */
+  KAFKA_UNAVAILABLE: 'CONVEYOR_KAFKA_UNAVAILABLE',
   /** The local Kafka tooling (jars, Java, Maven, broker processes) failed. */
   LOCAL_KAFKA: 'CONVEYOR_LOCAL_KAFKA',
   /** A wait for a condition ran out of time. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import { Admin, type BaseOptions } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
@@ -82,19 +83,47 @@ export function translateKafkaError(error: unknown, connection: KafkaConnection)
   return error
 }
 
+export interface VerifyOptions {
+  /** Keep trying unreachable brokers for this many milliseconds. */
+  timeout?: number
+  /** First pause between attempts; doubles up to 2 s. */
+  retryDelay?: number
+  signal?: AbortSignal
+}
+
 /**
- * Opens a connection, asks for cluster metadata and closes; resolves with the brokers
- * the cluster advertises. Rejects with a translated error (see `translateKafkaError`).
+ * Asks the cluster for its metadata and resolves with the brokers it advertises. Run at
+ * start-up, before the long-lived clients: unreachable brokers are retried with backoff
+ * until `timeout` (then `CONVEYOR_KAFKA_UNAVAILABLE`, retryable), but rejected
+ * credentials fail at once with `CONVEYOR_KAFKA_AUTHENTICATION`. Conveyor classifies
+ * the errors itself because `@platformatic/kafka` (2.12) reports an authentication
+ * failure wrapped in a retryable network error and so retries it like an outage.
  */
-export async function verifyConnection(connection: KafkaConnection): Promise<string[]> {
-  const admin = new Admin(clientOptions(connection))
-  try {
-    const metadata = await admin.metadata({ topics: [] })
-    return [...metadata.brokers.values()].map((broker) => `${broker.host}:${broker.port}`)
-  } catch (error) {
-    throw translateKafkaError(error, connection)
-  } finally {
-    await admin.close().catch(() => {})
+export async function verifyConnection(
+  connection: KafkaConnection,
+  { timeout = 30_000, retryDelay = 250, signal }: VerifyOptions = {}
+): Promise<string[]> {
+  const deadline = Date.now() + timeout
+  for (let attempt = 0; ; attempt++) {
+    const admin = new Admin({ ...clientOptions(connection), retries: 0 })
+    try {
+      const metadata = await admin.metadata({ topics: [] })
+      return [...metadata.brokers.values()].map((broker) => `${broker.host}:${broker.port}`)
+    } catch (error) {
+      const translated = translateKafkaError(error, connection)
+      if (translated !== error) throw translated
+      if (Date.now() >= deadline) {
+        throw new ConveyorError(
+          ErrorCodes.KAFKA_UNAVAILABLE,
+          `no Kafka broker answered at ${connection.brokers.join(',')} within ${timeout} ms`,
+          { cause: error, retryable: true }
+        )
+      }
+    } finally {
+      await admin.close().catch(() => {})
+    }
+    const pause = Math.min(retryDelay * 2 ** attempt, 2_000, Math.max(0, deadline - Date.now()))
+    await sleep(pause, undefined, signal ? { signal } : undefined)
   }
 }
 

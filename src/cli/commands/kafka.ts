@@ -61,7 +61,11 @@ export const kafkaCommand: Command = {
         return 0
       case 'down':
         await kafka.down({ purge: values.purge })
-        io.out(`cluster "${kafka.name}" stopped${values.purge ? ' and its data deleted' : ''}`)
+        io.out(
+          values.json
+            ? JSON.stringify({ name: kafka.name, stopped: true, purged: values.purge === true })
+            : `cluster "${kafka.name}" stopped${values.purge ? ' and its data deleted' : ''}`
+        )
         return 0
       case 'status':
         if (!kafka.exists()) {

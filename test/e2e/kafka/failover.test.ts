@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { Admin, ConfigResourceTypes } from '@platformatic/kafka'
+import { type ClusterInfo, LocalKafka } from '../../../src/dev/kafka/index.ts'
+import { clientOptions, type KafkaConnection } from '../../../src/kafka/connection.ts'
+import { waitFor } from '../../../src/util/wait.ts'
+import { useConsumer, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
+
+// A three-broker cluster of its own, beside the single test broker.
+const cluster = new LocalKafka({
+  name: 'test-ha',
+  brokers: 3,
+  port: Number(process.env.CONVEYOR_TEST_HA_PORT ?? 29192),
+  log: (line) => process.stderr.write(`[kafka test-ha] ${line}\n`)
+})
+let info: ClusterInfo
+let connection: KafkaConnection
+
+before(async () => {
+  await cluster.down({ purge: true })
+  info = await cluster.up()
+  connection = { brokers: info.bootstrap, clientId: 'conveyor-failover-test' }
+})
+
+after(() => cluster.down({ purge: true }))
+
+async function partitions(admin: Admin, topic: string) {
+  const metadata = await admin.metadata({ topics: [topic], forceUpdate: true })
+  return metadata.topics.get(topic)!.partitions
+}
+
+test('a topic with replication factor 3 keeps accepting acks=all writes while one broker is stopped', async (t) => {
+  assert.equal(info.brokers.filter((b) => b.running).length, 3, 'three brokers run')
+  const admin = new Admin(clientOptions(connection))
+  t.after(() => admin.close())
+  const topic = await useTopic(t, { partitions: 3, replicas: 3, connection })
+
+  const [config] = await admin.describeConfigs({
+    resources: [
+      {
+        resourceType: ConfigResourceTypes.TOPIC,
+        resourceName: topic,
+        configurationKeys: ['min.insync.replicas']
+      }
+    ]
+  })
+  assert.equal(config?.configs.find((c) => c.name === 'min.insync.replicas')?.value, '2')
+  await waitFor(async () => (await partitions(admin, topic)).every((p) => p.isr.length === 3), {
+    timeout: 30_000,
+    description: 'every partition to have 3 in-sync replicas'
+  })
+
+  const producer = useProducer(t, connection)
+  const send = (from: number) =>
+    producer.send({
+      messages: Array.from({ length: 50 }, (_, i) => ({
+        topic,
+        key: `k${(from + i) % 9}`,
+        value: String(from + i)
+      }))
+    })
+  await send(0)
+
+  // Stop the leader of partition 0, so at least one partition must fail over.
+  const victim = (await partitions(admin, topic))[0]!.leader
+  await cluster.stopBroker(victim)
+  assert.equal(
+    cluster.status().brokers.find((b) => b.id === victim)?.running,
+    false,
+    `broker ${victim} is stopped`
+  )
+  await send(50)
+  await send(100)
+
+  const consumer = useConsumer(t, useGroup(t, connection), connection)
+  const stream = await consumer.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest' })
+  const values = new Set<string>()
+  stream.on('data', (message) => values.add(message.value))
+  await waitFor(() => values.size >= 150, { timeout: 60_000, description: 'all 150 messages' })
+  assert.deepEqual(
+    [...values].map(Number).sort((a, b) => a - b),
+    Array.from({ length: 150 }, (_, i) => i),
+    'every message written before and during the outage is there'
+  )
+
+  await cluster.startBroker(victim)
+  await waitFor(async () => (await partitions(admin, topic)).every((p) => p.isr.length === 3), {
+    timeout: 60_000,
+    description: `broker ${victim} to rejoin the in-sync replicas`
+  })
+})
