@@ -1,15 +1,28 @@
 /**
  * Conveyor's errors. Every error a caller may branch on is a `ConveyorError` with a
  * stable `code` from the closed set below; branch on the code, never on the message.
+ * docs/errors.md describes each code (a test keeps the two in step).
  */
 
 export const ErrorCodes = {
   /** A configuration or option value is invalid; `path` names the field. */
   INVALID_OPTION: 'CONVEYOR_INVALID_OPTION',
+  /** A handler declared that repeating the work cannot help: the message goes to the DLQ at once. */
+  NON_RETRYABLE: 'CONVEYOR_NON_RETRYABLE',
+  /** A message's bytes could not be decoded (bad JSON, not an object, unknown schema). */
+  DECODE: 'CONVEYOR_DECODE',
+  /** No route handles the message's type. */
+  UNKNOWN_MESSAGE_TYPE: 'CONVEYOR_UNKNOWN_MESSAGE_TYPE',
+  /** A handler ran longer than its route's timeout. Retryable. */
+  HANDLER_TIMEOUT: 'CONVEYOR_HANDLER_TIMEOUT',
+  /** Writing a record (to a topic or a DLQ) was not acknowledged. Retryable. */
+  PUBLISH: 'CONVEYOR_PUBLISH',
   /** The broker rejected the client's credentials (SASL). Not retryable. */
   KAFKA_AUTHENTICATION: 'CONVEYOR_KAFKA_AUTHENTICATION',
-  /** No broker answered in time. Retryable. */
+  /** No Kafka broker answered in time. Retryable. */
   KAFKA_UNAVAILABLE: 'CONVEYOR_KAFKA_UNAVAILABLE',
+  /** The consumer is not in a state that allows the call (e.g. started twice). */
+  STATE: 'CONVEYOR_STATE',
   /** The local Kafka tooling (jars, Java, Maven, broker processes) failed. */
   LOCAL_KAFKA: 'CONVEYOR_LOCAL_KAFKA',
   /** A wait for a condition ran out of time. */
@@ -38,4 +51,24 @@ export class ConveyorError extends Error {
     this.retryable = options.retryable ?? false
     this.path = options.path
   }
+}
+
+/**
+ * Thrown by a handler when repeating the work cannot succeed (invalid content, a
+ * business rule that will not change). The message goes to the dead-letter queue at
+ * once, with `reason` (default `non_retryable`) in its headers.
+ */
+export class NonRetryableError extends ConveyorError {
+  readonly reason: string
+
+  constructor(message: string, options: { cause?: unknown; reason?: string } = {}) {
+    super(ErrorCodes.NON_RETRYABLE, message, { cause: options.cause, retryable: false })
+    this.name = 'NonRetryableError'
+    this.reason = options.reason ?? 'non_retryable'
+  }
+}
+
+/** True when an error says that repeating the work cannot help. */
+export function isNonRetryable(error: unknown): boolean {
+  return error instanceof ConveyorError && !error.retryable
 }

@@ -10,10 +10,13 @@ import {
   Consumer,
   ProduceAcks,
   Producer,
+  stringDeserializer,
   stringDeserializers,
   stringSerializers
 } from '@platformatic/kafka'
 import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.ts'
+import { KafkaTransport } from '../../src/kafka/transport.ts'
+import { waitFor } from '../../src/util/wait.ts'
 
 /** The PLAINTEXT connection to the test cluster. */
 export function testConnection(): KafkaConnection {
@@ -99,4 +102,54 @@ export function useConsumer(t: TestContext, groupId: string, connection?: KafkaC
   })
   t.after(() => consumer.close(true))
   return consumer
+}
+
+/** A Conveyor Kafka transport on the test cluster, closed when the test ends. */
+export function useTransport(t: TestContext, connection?: KafkaConnection) {
+  const transport = new KafkaTransport({ connection: connection ?? testConnection(), maxWaitTime: 200 })
+  t.after(() => transport.close())
+  return transport
+}
+
+/** Reads every record of `topic` (from the beginning) until `count` arrived; raw bytes. */
+export async function readAll(t: TestContext, topic: string, count: number, timeout = 30_000) {
+  const consumer = new Consumer({
+    ...clientOptions({ ...testConnection(), clientId: 'conveyor-test-reader' }),
+    groupId: uniqueName('reader'),
+    deserializers: { headerKey: stringDeserializer },
+    autocommit: false,
+    maxWaitTime: 200
+  })
+  t.after(() => consumer.close(true))
+  const stream = await consumer.consume({ topics: [topic], mode: 'earliest' })
+  const records: {
+    key: Buffer | undefined
+    value: Buffer | undefined
+    headers: Map<string, Buffer>
+    partition: number
+    offset: bigint
+  }[] = []
+  stream.on('data', (m) =>
+    records.push({ key: m.key, value: m.value, headers: m.headers, partition: m.partition, offset: m.offset })
+  )
+  await waitFor(() => records.length >= count, { timeout, description: `${count} records on ${topic}` })
+  await stream.close()
+  return records
+}
+
+/** The committed offsets of a group, by partition. */
+export async function committedOffsets(
+  topic: string,
+  partitions: number,
+  groupId: string
+): Promise<bigint[]> {
+  const consumer = new Consumer({ ...clientOptions(testConnection()), groupId })
+  try {
+    const offsets = await consumer.listCommittedOffsets({
+      topics: [{ topic, partitions: Array.from({ length: partitions }, (_, i) => i) }]
+    })
+    return offsets.get(topic) ?? []
+  } finally {
+    await consumer.close(true)
+  }
 }

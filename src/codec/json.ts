@@ -1,0 +1,49 @@
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+
+/** Turns a record's value bytes into a value and back; Avro and JSON Schema plug in here. */
+export interface Codec {
+  readonly name: string
+  /** Throws a `DecodeError` when the bytes cannot be decoded. */
+  decode(
+    bytes: Buffer | null,
+    context: { topic: string; headers: ReadonlyMap<string, Buffer> }
+  ): unknown | Promise<unknown>
+  encode(value: unknown, context: { topic: string; type: string }): Buffer | Promise<Buffer>
+}
+
+/** A value that cannot be decoded: it goes to the DLQ at once with `reason`. */
+export class DecodeError extends ConveyorError {
+  readonly reason: string
+
+  constructor(reason: string, message: string, cause?: unknown) {
+    super(ErrorCodes.DECODE, message, { cause, retryable: false })
+    this.name = 'DecodeError'
+    this.reason = reason
+  }
+}
+
+/**
+ * JSON objects (UTF-8). Anything else is a `DecodeError`: an empty value
+ * (`empty_value`), text that is not JSON (`invalid_json`), JSON that is not an object
+ * (`not_an_object`).
+ */
+export const jsonCodec: Codec = Object.freeze({
+  name: 'json',
+  decode(bytes: Buffer | null) {
+    if (bytes === null || bytes.length === 0) throw new DecodeError('empty_value', 'the message has no value')
+    let value: unknown
+    try {
+      value = JSON.parse(bytes.toString('utf8'))
+    } catch (error) {
+      throw new DecodeError('invalid_json', `the value is not valid JSON: ${(error as Error).message}`, error)
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`
+      throw new DecodeError('not_an_object', `expected a JSON object, got ${kind}`)
+    }
+    return value
+  },
+  encode(value: unknown) {
+    return Buffer.from(JSON.stringify(value))
+  }
+})

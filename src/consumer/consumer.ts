@@ -1,0 +1,763 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type Codec, jsonCodec } from '../codec/json.ts'
+import { readEnvelope } from '../core/envelope.ts'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import type { HandlerContext, Message } from '../core/message.ts'
+import { deadLetterRecord } from '../dead-letter/record.ts'
+import {
+  assignedChannel,
+  commitChannel,
+  deadLetteredChannel,
+  deadLetterFailedChannel,
+  errorChannel,
+  handlerChannel,
+  lifecycleChannel,
+  messageHandledChannel,
+  messageRetryChannel,
+  pausedChannel,
+  resumedChannel,
+  revokedChannel
+} from '../instrumentation/channels.ts'
+import { PartitionProgress } from '../offsets/partition-progress.ts'
+import { backoff, decide, forever, reasonOf } from '../retry/policy.ts'
+import {
+  type CompiledRoute,
+  check,
+  checkTypeSource,
+  compileRoutes,
+  type Routes,
+  type RouteTable,
+  readType,
+  readVersion,
+  type TypeSource
+} from '../routing/routes.ts'
+import {
+  type InboundRecord,
+  type Publisher,
+  partitionKey,
+  type RecordPosition,
+  type Subscription,
+  type TopicPartition,
+  type Transport
+} from '../transport/types.ts'
+
+export type Ordering = 'partition' | 'key' | 'unordered'
+
+export interface ConsumerOptions {
+  transport: Transport
+  groupId: string
+  topics: string[]
+  /** Message type → route. */
+  routes: Routes
+  /** Where the type is read. Default: the payload field `message_type`. */
+  typeFrom?: TypeSource
+  /** Decodes values. Default: JSON objects. */
+  codec?: Codec
+  /**
+   * `partition` (default): one message at a time per partition. `key`: one at a time per
+   * key, keys in parallel. `unordered`: everything in parallel. All bounded by `concurrency`.
+   */
+  ordering?: Ordering
+  /** Most messages handled at the same time. Default 16. */
+  concurrency?: number
+  /** A message whose type has no route: to the DLQ (default, reason `unknown_message_type`) or ignored. */
+  unknownType?: 'dead-letter' | 'ignore'
+  /** Dead-letter topic for a source topic, when the route names none. Default `<topic>.dlq`. */
+  deadLetterTopic?: (topic: string) => string
+  /** Create missing dead-letter topics at start. Default true. */
+  createDeadLetterTopics?: boolean
+  /** Where a group without committed offsets starts. Default true (the oldest record). */
+  fromBeginning?: boolean
+  /** How often finished offsets are committed, ms. Default 1000. */
+  commitInterval?: number
+  /** How long `stop()` and a revocation wait for in-flight handlers, ms. Default 30 000. */
+  drainTimeout?: number
+  /** Messages queued or in flight in the whole consumer before it stops fetching. Default 10 000. */
+  maxBuffered?: number
+  /** Messages queued or in flight per partition before that partition is paused. Default 1 000. */
+  maxBufferedPerPartition?: number
+  /** Messages queued per key (key mode) before that key is paused. Default 100. */
+  maxBufferedPerKey?: number
+  /** Static membership: a stable id per instance (KIP-345). */
+  groupInstanceId?: string
+  /** `consumer` for the KIP-848 protocol; default `classic`. */
+  groupProtocol?: 'classic' | 'consumer'
+  sessionTimeout?: number
+  heartbeatInterval?: number
+  rebalanceTimeout?: number
+}
+
+interface Lane {
+  readonly key: string
+  readonly partition: PartitionState
+  readonly queue: InboundRecord[]
+  head: number
+  running: boolean
+  scheduled: boolean
+  /** Records of this lane were set aside: every later one must be too, until the rewind. */
+  dropping: boolean
+}
+
+interface PartitionState {
+  readonly key: string
+  readonly tp: TopicPartition
+  readonly progress: PartitionProgress
+  /** Queued (not started) plus in flight. */
+  buffered: number
+  inFlight: number
+  /** Every record from the first dropped one on is set aside until the rewind. */
+  pausedTail: boolean
+  readonly droppingLanes: Set<Lane>
+  revoked: boolean
+  /** Aborted when the partition is revoked: retry waits end, abandoned work is not committed. */
+  readonly revocation: AbortController
+}
+
+type Outcome = 'processed' | 'dead-lettered' | 'ignored' | 'abandoned'
+
+type ConsumerState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped'
+
+type ResolvedOptions = ConsumerOptions &
+  Required<
+    Omit<
+      ConsumerOptions,
+      'groupInstanceId' | 'groupProtocol' | 'sessionTimeout' | 'heartbeatInterval' | 'rebalanceTimeout'
+    >
+  >
+
+const defaults = {
+  typeFrom: { field: 'message_type' } as TypeSource,
+  codec: jsonCodec as Codec,
+  ordering: 'partition' as Ordering,
+  concurrency: 16,
+  unknownType: 'dead-letter' as const,
+  createDeadLetterTopics: true,
+  fromBeginning: true,
+  commitInterval: 1_000,
+  drainTimeout: 30_000,
+  maxBuffered: 10_000,
+  maxBufferedPerPartition: 1_000,
+  maxBufferedPerKey: 100
+}
+
+/** Dead-letter writes that fail are retried with this policy until they succeed or the consumer stops. */
+const deadLetterRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
+
+/**
+ * Runs routes on a consumer group.
+ *
+ * Guarantees:
+ * - A committed offset never passes a message that has not finished (processed or
+ *   dead-lettered): a crash at any moment loses nothing; after a restart the messages of
+ *   the uncommitted window are handled again (at least once).
+ * - `partition` ordering handles the messages of a partition one at a time in offset
+ *   order; `key` ordering does so per key; a message being retried blocks only its
+ *   partition (or key) while the others keep flowing.
+ * - Memory stays bounded: past `maxBufferedPerKey` / `maxBufferedPerPartition` records
+ *   are set aside and read again later (see docs/consumer.md); past `maxBuffered` the
+ *   consumer stops fetching until work drains.
+ */
+export class ConveyorConsumer {
+  readonly groupId: string
+  readonly #options: ResolvedOptions
+  readonly #routes: RouteTable
+  readonly #partitions = new Map<string, PartitionState>()
+  readonly #lanes = new Map<string, Lane>()
+  readonly #ready: Lane[] = []
+  #active = 0
+  #buffered = 0
+  #fetchPaused = false
+  #subscription: Subscription | undefined
+  #publisher: Publisher | undefined
+  #state: ConsumerState = 'new'
+  #commitTimer: NodeJS.Timeout | undefined
+  #committing: Promise<void> | undefined
+  /** Aborted at `stop()`: retry waits end at once. */
+  readonly #stopping = new AbortController()
+  /** Aborted when the drain timeout passes: handlers should give up. */
+  readonly #handlerAbort = new AbortController()
+  readonly #idle: Array<() => void> = []
+  readonly #stoppedWaiters: Array<() => void> = []
+
+  constructor(options: ConsumerOptions) {
+    const merged = { ...defaults, ...options }
+    check(typeof merged.transport === 'object' && merged.transport !== null, 'transport', 'is required')
+    check(
+      typeof merged.groupId === 'string' && merged.groupId.length > 0,
+      'groupId',
+      'must be a non-empty string'
+    )
+    check(Array.isArray(merged.topics) && merged.topics.length > 0, 'topics', 'must list at least one topic')
+    merged.topics.forEach((t, i) =>
+      check(typeof t === 'string' && t.length > 0, `topics[${i}]`, 'must be a topic name')
+    )
+    check(
+      ['partition', 'key', 'unordered'].includes(merged.ordering),
+      'ordering',
+      'must be "partition", "key" or "unordered"'
+    )
+    check(
+      ['dead-letter', 'ignore'].includes(merged.unknownType),
+      'unknownType',
+      'must be "dead-letter" or "ignore"'
+    )
+    checkTypeSource(merged.typeFrom, 'typeFrom')
+    for (const field of [
+      'concurrency',
+      'commitInterval',
+      'drainTimeout',
+      'maxBuffered',
+      'maxBufferedPerPartition',
+      'maxBufferedPerKey'
+    ] as const) {
+      check(Number.isInteger(merged[field]) && merged[field] > 0, field, 'must be an integer > 0')
+    }
+    this.#routes = compileRoutes(merged.routes)
+    this.groupId = merged.groupId
+    this.#options = merged as ResolvedOptions
+  }
+
+  get state(): ConsumerState {
+    return this.#state
+  }
+
+  /** Messages queued or in flight now. */
+  get buffered(): number {
+    return this.#buffered
+  }
+
+  /** Creates missing dead-letter topics, joins the group and starts handling messages. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new ConveyorError(ErrorCodes.STATE, `consumer already ${this.#state}`)
+    this.#setState('starting')
+    const { transport } = this.#options
+    if (this.#options.createDeadLetterTopics) {
+      const topics = new Set(this.#options.topics.map((t) => this.#defaultDeadLetterTopic(t)))
+      for (const route of this.#routes.values()) if (route.deadLetterTopic) topics.add(route.deadLetterTopic)
+      await transport.ensureTopics([...topics].map((topic) => ({ topic })))
+    }
+    this.#publisher = transport.publisher()
+    this.#subscription = await transport.subscribe(
+      {
+        groupId: this.groupId,
+        topics: this.#options.topics,
+        fromBeginning: this.#options.fromBeginning,
+        groupInstanceId: this.#options.groupInstanceId,
+        groupProtocol: this.#options.groupProtocol,
+        sessionTimeout: this.#options.sessionTimeout,
+        heartbeatInterval: this.#options.heartbeatInterval,
+        rebalanceTimeout: this.#options.rebalanceTimeout
+      },
+      {
+        record: (record) => this.#receive(record),
+        assigned: (partitions) => this.#assigned(partitions),
+        failed: (error) => {
+          errorChannel.publish({ groupId: this.groupId, error, fatal: true, context: 'subscription' })
+          void this.stop()
+        }
+      }
+    )
+    this.#commitTimer = setInterval(() => void this.commit(), this.#options.commitInterval)
+    this.#commitTimer.unref()
+    this.#setState('running')
+  }
+
+  /**
+   * Stops: no new messages start, retry waits end, in-flight handlers get up to
+   * `drainTimeout` ms (then their signal aborts), finished work is committed, the group
+   * is left. Messages not finished are not committed: they come again after a restart.
+   */
+  async stop({ timeout = this.#options.drainTimeout }: { timeout?: number } = {}): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return this.#waitStopped()
+    this.#setState('stopping')
+    this.#stopping.abort()
+    clearInterval(this.#commitTimer)
+    this.#subscription?.pause()
+    for (const state of this.#partitions.values()) this.#discardQueued(state)
+    const drained = await this.#waitIdle(timeout)
+    if (!drained) this.#handlerAbort.abort(new ConveyorError(ErrorCodes.TIMEOUT, 'the consumer is stopping'))
+    await this.commit().catch(() => {})
+    await this.#subscription?.close()
+    await this.#publisher?.close()
+    this.#setState('stopped')
+    for (const resolve of this.#stoppedWaiters.splice(0)) resolve()
+  }
+
+  #waitStopped(): Promise<void> {
+    if (this.#state === 'stopped') return Promise.resolve()
+    return new Promise((resolve) => this.#stoppedWaiters.push(resolve))
+  }
+
+  /** Commits, for every partition, the offset below which everything has finished. */
+  async commit(): Promise<void> {
+    if (this.#committing) return this.#committing
+    const offsets: RecordPosition[] = []
+    for (const state of this.#partitions.values()) {
+      const offset = state.progress.committable()
+      if (offset !== undefined) offsets.push({ ...state.tp, offset })
+    }
+    if (offsets.length === 0 || !this.#subscription) return
+    const started = performance.now()
+    this.#committing = this.#subscription
+      .commit(offsets)
+      .then(
+        () => {
+          for (const { topic, partition, offset } of offsets) {
+            this.#partitions.get(partitionKey(topic, partition))?.progress.committed(offset)
+          }
+          if (commitChannel.hasSubscribers) {
+            commitChannel.publish({ groupId: this.groupId, offsets, duration: performance.now() - started })
+          }
+        },
+        (error: unknown) => {
+          commitChannel.publish({
+            groupId: this.groupId,
+            offsets,
+            duration: performance.now() - started,
+            error
+          })
+          throw error
+        }
+      )
+      .finally(() => {
+        this.#committing = undefined
+      })
+    return this.#committing.catch((error) => {
+      errorChannel.publish({ groupId: this.groupId, error, fatal: false, context: 'commit' })
+    })
+  }
+
+  #setState(state: ConsumerState): void {
+    this.#state = state
+    if (lifecycleChannel.hasSubscribers) lifecycleChannel.publish({ groupId: this.groupId, state })
+  }
+
+  #defaultDeadLetterTopic(topic: string): string {
+    return this.#options.deadLetterTopic?.(topic) ?? `${topic}.dlq`
+  }
+
+  // ── Receiving ────────────────────────────────────────────────────────────────
+
+  #partition(topic: string, partition: number): PartitionState {
+    const key = partitionKey(topic, partition)
+    let state = this.#partitions.get(key)
+    if (!state) {
+      state = {
+        key,
+        tp: { topic, partition },
+        progress: new PartitionProgress(topic, partition),
+        buffered: 0,
+        inFlight: 0,
+        pausedTail: false,
+        droppingLanes: new Set(),
+        revoked: false,
+        revocation: new AbortController()
+      }
+      this.#partitions.set(key, state)
+    }
+    return state
+  }
+
+  #laneKey(state: PartitionState, record: InboundRecord): string {
+    switch (this.#options.ordering) {
+      case 'partition':
+        return state.key
+      case 'key':
+        return record.key === null ? `${state.key}|` : `${state.key}|${record.key.toString('latin1')}`
+      default:
+        return `${state.key}@${record.offset}`
+    }
+  }
+
+  /** Called synchronously for each delivered record, in offset order per partition. */
+  #receive(record: InboundRecord): void {
+    if (this.#state !== 'running' && this.#state !== 'starting') return
+    const state = this.#partition(record.topic, record.partition)
+    if (state.revoked) return
+    const { progress } = state
+    if (progress.admit(record.offset) === 'duplicate') return
+    if (state.pausedTail) {
+      progress.dropFrom(record.offset)
+      return
+    }
+    if (state.buffered >= this.#options.maxBufferedPerPartition) {
+      this.#pausePartition(state, record.offset)
+      return
+    }
+    const laneKey = this.#laneKey(state, record)
+    let lane = this.#lanes.get(laneKey)
+    if (lane?.dropping) {
+      progress.drop(record.offset)
+      return
+    }
+    if (
+      lane &&
+      lane.queue.length - lane.head >= this.#options.maxBufferedPerKey &&
+      this.#options.ordering === 'key'
+    ) {
+      lane.dropping = true
+      state.droppingLanes.add(lane)
+      progress.drop(record.offset)
+      // Past this many set-aside records, pause the whole partition instead: bounded memory.
+      if (progress.droppedCount > this.#options.maxBufferedPerPartition)
+        this.#pausePartition(state, record.offset)
+      else if (pausedChannel.hasSubscribers) {
+        pausedChannel.publish({
+          groupId: this.groupId,
+          partition: state.tp,
+          scope: 'key',
+          offset: record.offset
+        })
+      }
+      return
+    }
+    if (!lane) {
+      lane = {
+        key: laneKey,
+        partition: state,
+        queue: [],
+        head: 0,
+        running: false,
+        scheduled: false,
+        dropping: false
+      }
+      this.#lanes.set(laneKey, lane)
+    }
+    progress.accept(record.offset)
+    lane.queue.push(record)
+    state.buffered++
+    this.#buffered++
+    if (this.#buffered >= this.#options.maxBuffered && !this.#fetchPaused) {
+      this.#fetchPaused = true
+      this.#subscription?.pause()
+    }
+    this.#schedule(lane)
+  }
+
+  #pausePartition(state: PartitionState, offset: bigint): void {
+    state.pausedTail = true
+    state.progress.dropFrom(offset)
+    if (pausedChannel.hasSubscribers) {
+      pausedChannel.publish({ groupId: this.groupId, partition: state.tp, scope: 'partition', offset })
+    }
+  }
+
+  /** Reads set-aside records again once the partition (and each paused key) has room. */
+  #maybeRewind(state: PartitionState): void {
+    if (state.revoked || this.#state !== 'running') return
+    if (!state.pausedTail && state.droppingLanes.size === 0) return
+    if (state.pausedTail && state.buffered > this.#options.maxBufferedPerPartition / 2) return
+    for (const lane of state.droppingLanes) {
+      if (lane.queue.length - lane.head > this.#options.maxBufferedPerKey / 2) return
+    }
+    const from = state.progress.rewindPoint()
+    state.pausedTail = false
+    for (const lane of state.droppingLanes) lane.dropping = false
+    state.droppingLanes.clear()
+    if (from === undefined) return
+    this.#subscription?.seek(state.tp, from)
+    if (resumedChannel.hasSubscribers)
+      resumedChannel.publish({ groupId: this.groupId, partition: state.tp, from })
+  }
+
+  #assigned(partitions: TopicPartition[]): void {
+    const now = new Set(partitions.map((p) => partitionKey(p.topic, p.partition)))
+    const revoked = [...this.#partitions.values()].filter((state) => !now.has(state.key))
+    for (const tp of partitions) this.#partition(tp.topic, tp.partition)
+    if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId: this.groupId, partitions })
+    if (revoked.length > 0) void this.#revoke(revoked)
+  }
+
+  /**
+   * Partitions taken away by a rebalance: nothing new starts, queued records are dropped,
+   * in-flight work gets up to `drainTimeout`, then what finished is committed.
+   */
+  async #revoke(states: PartitionState[]): Promise<void> {
+    for (const state of states) {
+      state.revoked = true
+      state.revocation.abort()
+      this.#discardQueued(state)
+    }
+    const deadline = Date.now() + this.#options.drainTimeout
+    while (states.some((s) => s.inFlight > 0) && Date.now() < deadline) await sleep(20)
+    await this.commit()
+    for (const state of states)
+      if (this.#partitions.get(state.key) === state) this.#partitions.delete(state.key)
+    if (revokedChannel.hasSubscribers)
+      revokedChannel.publish({ groupId: this.groupId, partitions: states.map((s) => s.tp) })
+  }
+
+  /** Forgets queued (not started) records of a partition; they are not committed. */
+  #discardQueued(state: PartitionState): void {
+    for (const [key, lane] of this.#lanes) {
+      if (lane.partition !== state) continue
+      for (let i = lane.head; i < lane.queue.length; i++) {
+        state.progress.abandon(lane.queue[i]!.offset)
+        state.buffered--
+        this.#buffered--
+      }
+      lane.queue.length = 0
+      lane.head = 0
+      if (!lane.running) this.#lanes.delete(key)
+    }
+    this.#checkIdle()
+  }
+
+  // ── Scheduling ───────────────────────────────────────────────────────────────
+
+  #schedule(lane: Lane): void {
+    if (lane.running || lane.scheduled || lane.head >= lane.queue.length) return
+    lane.scheduled = true
+    this.#ready.push(lane)
+    this.#pump()
+  }
+
+  #pump(): void {
+    while (this.#active < this.#options.concurrency && this.#ready.length > 0) {
+      const lane = this.#ready.shift()!
+      lane.scheduled = false
+      if (lane.running || lane.head >= lane.queue.length) continue
+      this.#run(lane)
+    }
+  }
+
+  #run(lane: Lane): void {
+    const state = lane.partition
+    const record = lane.queue[lane.head]!
+    lane.queue[lane.head] = undefined as never
+    lane.head++
+    if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
+      lane.queue.splice(0, lane.head)
+      lane.head = 0
+    }
+    lane.running = true
+    state.inFlight++
+    this.#active++
+    this.#handle(record, state).then(
+      (outcome) => this.#finished(lane, state, record, outcome),
+      (error: unknown) => {
+        // #handle contains every error; reaching here is a bug. Never commit past it.
+        errorChannel.publish({ groupId: this.groupId, error, fatal: false, context: 'runtime' })
+        this.#finished(lane, state, record, 'abandoned')
+      }
+    )
+  }
+
+  #finished(lane: Lane, state: PartitionState, record: InboundRecord, outcome: Outcome): void {
+    this.#active--
+    state.inFlight--
+    state.buffered--
+    this.#buffered--
+    lane.running = false
+    if (outcome === 'abandoned') state.progress.abandon(record.offset)
+    else state.progress.finish(record.offset)
+    if (lane.head < lane.queue.length) this.#schedule(lane)
+    else if (!lane.dropping && this.#lanes.get(lane.key) === lane) this.#lanes.delete(lane.key)
+    this.#maybeRewind(state)
+    if (this.#fetchPaused && this.#buffered <= this.#options.maxBuffered / 2 && this.#state === 'running') {
+      this.#fetchPaused = false
+      this.#subscription?.resume()
+    }
+    this.#pump()
+    this.#checkIdle()
+  }
+
+  #checkIdle(): void {
+    if (this.#active === 0) for (const resolve of this.#idle.splice(0)) resolve()
+  }
+
+  #waitIdle(timeout: number): Promise<boolean> {
+    if (this.#active === 0) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeout)
+      this.#idle.push(() => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+  }
+
+  // ── Handling one record ──────────────────────────────────────────────────────
+
+  async #handle(record: InboundRecord, state: PartitionState): Promise<Outcome> {
+    const started = performance.now()
+    const signal = AbortSignal.any([this.#stopping.signal, state.revocation.signal])
+    let message: Message | undefined
+    let route: CompiledRoute | undefined
+    let attempt = 1
+    let firstFailure: Date | undefined
+    const done = (outcome: Outcome): Outcome => {
+      if (outcome !== 'abandoned' && messageHandledChannel.hasSubscribers) {
+        messageHandledChannel.publish({
+          groupId: this.groupId,
+          message,
+          record,
+          outcome,
+          attempts: attempt,
+          duration: performance.now() - started
+        })
+      }
+      return outcome
+    }
+
+    try {
+      const value = await this.#options.codec.decode(record.value, {
+        topic: record.topic,
+        headers: record.headers
+      })
+      const type = readType(this.#options.typeFrom, value, record.headers)
+      route = type === undefined ? undefined : this.#routes.get(type)
+      if (!route) {
+        if (this.#options.unknownType === 'ignore') return done('ignored')
+        const what =
+          type === undefined
+            ? `it names no message type (${describeSource(this.#options.typeFrom)})`
+            : `no route handles type "${type}"`
+        throw new ConveyorError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `the message cannot be routed: ${what}`)
+      }
+      const version = readVersion(value)
+      const id = `${record.topic}-${record.partition}-${record.offset}`
+      message = {
+        topic: record.topic,
+        partition: record.partition,
+        offset: record.offset,
+        key: record.key,
+        keyString: record.key === null ? null : record.key.toString('utf8'),
+        headers: record.headers,
+        timestamp: record.timestamp,
+        rawValue: record.value,
+        type: route.type,
+        version,
+        value,
+        envelope: readEnvelope(record.headers, { id, type: route.type, version }),
+        attempt
+      }
+    } catch (error) {
+      // Decoding and routing failures: repeating cannot help.
+      const outcome = await this.#deadLetter(record, state, {
+        topic: this.#defaultDeadLetterTopic(record.topic),
+        reason: reasonOf(error),
+        error,
+        attempts: 1,
+        firstFailure: new Date(),
+        signal
+      })
+      return done(outcome)
+    }
+
+    const context: HandlerContext = {
+      signal: AbortSignal.any([this.#handlerAbort.signal, state.revocation.signal]),
+      groupId: this.groupId
+    }
+    for (;;) {
+      if (signal.aborted) return done('abandoned')
+      try {
+        const current = message
+        if (handlerChannel.hasSubscribers) {
+          await handlerChannel.tracePromise(() => Promise.resolve(route.handler(current, context)), {
+            message: current,
+            groupId: this.groupId
+          })
+        } else {
+          await route.handler(current, context)
+        }
+        return done('processed')
+      } catch (error) {
+        firstFailure ??= new Date()
+        const decision = decide(route.retry, attempt, error)
+        if (decision.action === 'dead-letter') {
+          const outcome = await this.#deadLetter(record, state, {
+            topic: route.deadLetterTopic ?? this.#defaultDeadLetterTopic(record.topic),
+            reason: decision.reason,
+            error,
+            attempts: attempt,
+            firstFailure,
+            signal
+          })
+          return done(outcome)
+        }
+        if (messageRetryChannel.hasSubscribers) {
+          messageRetryChannel.publish({
+            groupId: this.groupId,
+            message,
+            error,
+            attempt,
+            delay: decision.delay
+          })
+        }
+        if (!(await wait(decision.delay, signal))) return done('abandoned')
+        attempt++
+        message = { ...message, attempt }
+      }
+    }
+  }
+
+  /**
+   * Writes the record to its dead-letter topic and resolves once the broker acknowledged
+   * it. A failed write is retried (capped backoff) until it succeeds; if the consumer
+   * stops or loses the partition first, the record is abandoned (not committed), so it
+   * comes again: never lost.
+   */
+  async #deadLetter(
+    record: InboundRecord,
+    state: PartitionState,
+    details: {
+      topic: string
+      reason: string
+      error: unknown
+      attempts: number
+      firstFailure: Date
+      signal: AbortSignal
+    }
+  ): Promise<Outcome> {
+    const dlq = deadLetterRecord(record, {
+      topic: details.topic,
+      groupId: this.groupId,
+      reason: details.reason,
+      error: details.error,
+      attempts: details.attempts,
+      firstFailure: details.firstFailure,
+      lastFailure: new Date()
+    })
+    for (let attempt = 1; ; attempt++) {
+      if (details.signal.aborted || state.revoked) return 'abandoned'
+      try {
+        await this.#publisher!.send([dlq])
+        if (deadLetteredChannel.hasSubscribers) {
+          deadLetteredChannel.publish({
+            groupId: this.groupId,
+            record,
+            topic: details.topic,
+            reason: details.reason,
+            error: details.error,
+            attempts: details.attempts
+          })
+        }
+        return 'dead-lettered'
+      } catch (error) {
+        deadLetterFailedChannel.publish({ groupId: this.groupId, record, topic: details.topic, error })
+        if (!(await wait(backoff(deadLetterRetry, attempt), details.signal))) return 'abandoned'
+      }
+    }
+  }
+}
+
+/** Sleeps `ms`; resolves false instead if `signal` aborts first. */
+async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal })
+    return true
+  } catch {
+    return false
+  }
+}
+
+function describeSource(source: TypeSource): string {
+  if (typeof source === 'function') return 'the typeFrom function returned nothing'
+  return 'header' in source ? `no "${source.header}" header` : `no "${source.field}" field`
+}
+
+/** Creates a consumer; see `ConveyorConsumer`. */
+export function createConsumer(options: ConsumerOptions): ConveyorConsumer {
+  return new ConveyorConsumer(options)
+}

@@ -1,0 +1,57 @@
+import type { InboundRecord, OutboundRecord } from '../transport/types.ts'
+
+/** Headers Conveyor adds to a dead-lettered record (the original headers are kept too). */
+export const DeadLetterHeaders = {
+  sourceTopic: 'dlq_source_topic',
+  sourcePartition: 'dlq_source_partition',
+  sourceOffset: 'dlq_source_offset',
+  sourceTimestamp: 'dlq_source_timestamp',
+  consumerGroup: 'dlq_consumer_group',
+  reason: 'dlq_reason',
+  errorClass: 'dlq_error_class',
+  errorMessage: 'dlq_error_message',
+  errorStack: 'dlq_error_stack',
+  attempts: 'dlq_attempts',
+  firstFailureTime: 'dlq_first_failure_time',
+  lastFailureTime: 'dlq_last_failure_time'
+} as const
+
+/** Stacks are cut to this many characters: enough to find the frame, small enough for a header. */
+export const maxStackLength = 4_000
+
+export interface DeadLetterDetails {
+  topic: string
+  groupId: string
+  reason: string
+  error: unknown
+  attempts: number
+  firstFailure: Date
+  lastFailure: Date
+}
+
+/**
+ * The DLQ record for `record`: its key and value bytes untouched, its headers, and the
+ * `dlq_*` headers saying where it came from and why it failed.
+ */
+export function deadLetterRecord(record: InboundRecord, details: DeadLetterDetails): OutboundRecord {
+  const error = details.error as { name?: unknown; message?: unknown; stack?: unknown } | undefined
+  const headers = new Map<string, Buffer | string>(record.headers)
+  const add = (name: string, value: string) => headers.set(name, value)
+  add(DeadLetterHeaders.sourceTopic, record.topic)
+  add(DeadLetterHeaders.sourcePartition, String(record.partition))
+  add(DeadLetterHeaders.sourceOffset, String(record.offset))
+  add(DeadLetterHeaders.sourceTimestamp, new Date(record.timestamp).toISOString())
+  add(DeadLetterHeaders.consumerGroup, details.groupId)
+  add(DeadLetterHeaders.reason, details.reason)
+  add(DeadLetterHeaders.errorClass, typeof error?.name === 'string' ? error.name : typeof details.error)
+  add(
+    DeadLetterHeaders.errorMessage,
+    typeof error?.message === 'string' ? error.message : String(details.error)
+  )
+  if (typeof error?.stack === 'string')
+    add(DeadLetterHeaders.errorStack, error.stack.slice(0, maxStackLength))
+  add(DeadLetterHeaders.attempts, String(details.attempts))
+  add(DeadLetterHeaders.firstFailureTime, details.firstFailure.toISOString())
+  add(DeadLetterHeaders.lastFailureTime, details.lastFailure.toISOString())
+  return { topic: details.topic, key: record.key, value: record.value, headers }
+}

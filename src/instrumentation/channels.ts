@@ -1,0 +1,122 @@
+/**
+ * Every diagnostics channel Conveyor publishes on, in one place. Logging, metrics,
+ * tracing and health subscribe here; the runtime never imports them.
+ *
+ *   import { subscribe } from 'node:diagnostics_channel'
+ *   subscribe(Channels.messageHandled, (event) => …)
+ */
+import { channel, tracingChannel } from 'node:diagnostics_channel'
+import type { Message } from '../core/message.ts'
+import type { InboundRecord, RecordPosition, TopicPartition } from '../transport/types.ts'
+
+export const Channels = {
+  /** A message finished: `processed`, `dead-lettered` or `ignored` (unknown type, ignore policy). */
+  messageHandled: 'conveyor:message:handled',
+  /** A handler attempt failed and will be retried after `delay` ms. */
+  messageRetry: 'conveyor:message:retry',
+  /** A record was written to a dead-letter topic. */
+  deadLettered: 'conveyor:dead-letter:written',
+  /** Writing to a dead-letter topic failed; it is retried. */
+  deadLetterFailed: 'conveyor:dead-letter:failed',
+  /** Offsets were committed (or the commit failed: `error`). */
+  commit: 'conveyor:commit',
+  /** The group gave this member a new set of partitions. */
+  assigned: 'conveyor:partitions:assigned',
+  /** Partitions were taken away; their finished work was committed. */
+  revoked: 'conveyor:partitions:revoked',
+  /** A partition (or one key of it) hit its buffer bound; its records are set aside for a re-read. */
+  paused: 'conveyor:partition:paused',
+  /** A paused partition is read again from its first set-aside offset. */
+  resumed: 'conveyor:partition:resumed',
+  /** The consumer started, is stopping, or stopped. */
+  lifecycle: 'conveyor:consumer:lifecycle',
+  /** An error the consumer contained (it keeps running) or that stopped it (`fatal`). */
+  error: 'conveyor:consumer:error',
+  /** Tracing channel around each handler attempt (start, end, asyncStart, asyncEnd, error). */
+  handler: 'conveyor:handler'
+} as const
+
+export interface MessageHandledEvent {
+  groupId: string
+  message: Message | undefined
+  record: InboundRecord
+  outcome: 'processed' | 'dead-lettered' | 'ignored'
+  attempts: number
+  /** Milliseconds from the first attempt to the end. */
+  duration: number
+}
+
+export interface MessageRetryEvent {
+  groupId: string
+  message: Message
+  error: unknown
+  attempt: number
+  delay: number
+}
+
+export interface DeadLetteredEvent {
+  groupId: string
+  record: InboundRecord
+  topic: string
+  reason: string
+  error: unknown
+  attempts: number
+}
+
+export interface DeadLetterFailedEvent {
+  groupId: string
+  record: InboundRecord
+  topic: string
+  error: unknown
+}
+
+export interface CommitEvent {
+  groupId: string
+  offsets: RecordPosition[]
+  duration: number
+  error?: unknown
+}
+
+export interface PartitionsEvent {
+  groupId: string
+  partitions: TopicPartition[]
+}
+
+export interface PausedEvent {
+  groupId: string
+  partition: TopicPartition
+  /** `partition` when the whole partition is paused, else the key whose lane is full. */
+  scope: 'partition' | 'key'
+  offset: bigint
+}
+
+export interface ResumedEvent {
+  groupId: string
+  partition: TopicPartition
+  from: bigint
+}
+
+export interface LifecycleEvent {
+  groupId: string
+  state: 'starting' | 'running' | 'stopping' | 'stopped'
+}
+
+export interface ErrorEvent {
+  groupId: string
+  error: unknown
+  fatal: boolean
+  context: string
+}
+
+export const messageHandledChannel = channel(Channels.messageHandled)
+export const messageRetryChannel = channel(Channels.messageRetry)
+export const deadLetteredChannel = channel(Channels.deadLettered)
+export const deadLetterFailedChannel = channel(Channels.deadLetterFailed)
+export const commitChannel = channel(Channels.commit)
+export const assignedChannel = channel(Channels.assigned)
+export const revokedChannel = channel(Channels.revoked)
+export const pausedChannel = channel(Channels.paused)
+export const resumedChannel = channel(Channels.resumed)
+export const lifecycleChannel = channel(Channels.lifecycle)
+export const errorChannel = channel(Channels.error)
+export const handlerChannel = tracingChannel<string, { message: Message; groupId: string }>(Channels.handler)

@@ -1,0 +1,330 @@
+import {
+  Admin,
+  type CompressionAlgorithmValue,
+  Consumer,
+  compatibilityPartitioner,
+  type GroupAssignment,
+  type Message as KafkaMessage,
+  type MessagesStream,
+  ProduceAcks,
+  Producer,
+  stringDeserializer
+} from '@platformatic/kafka'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import {
+  type InboundRecord,
+  type OutboundRecord,
+  type Publisher,
+  partitionKey,
+  type RecordPosition,
+  type SubscribeOptions,
+  type Subscription,
+  type SubscriptionListener,
+  type TopicPartition,
+  type Transport
+} from '../transport/types.ts'
+import { clientOptions, type KafkaConnection, translateKafkaError } from './connection.ts'
+
+export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
+
+export interface KafkaTransportOptions {
+  connection: KafkaConnection
+  /** Compression of produced batches (DLQ records, handler output). */
+  compression?: Compression
+  /** Upper bound on records fetched but not yet delivered, per subscription. */
+  highWaterMark?: number
+  /** Longest a fetch waits for new data on an idle topic, ms. */
+  maxWaitTime?: number
+}
+
+type RawConsumer = Consumer<Buffer, Buffer, string, Buffer>
+type RawStream = MessagesStream<Buffer, Buffer, string, Buffer>
+type RawMessage = KafkaMessage<Buffer, Buffer, string, Buffer>
+
+/** Conveyor's transport over `@platformatic/kafka`. */
+export class KafkaTransport implements Transport {
+  readonly #options: KafkaTransportOptions
+  #admin: Admin | undefined
+  readonly #publishers = new Set<KafkaPublisher>()
+
+  constructor(options: KafkaTransportOptions) {
+    clientOptions(options.connection) // validates now, not at the first message
+    this.#options = options
+  }
+
+  async subscribe(options: SubscribeOptions, listener: SubscriptionListener): Promise<Subscription> {
+    const subscription = new KafkaSubscription(this.#options, options, listener)
+    await subscription.start()
+    return subscription
+  }
+
+  publisher(): Publisher {
+    const publisher = new KafkaPublisher(this.#options, () => this.#publishers.delete(publisher))
+    this.#publishers.add(publisher)
+    return publisher
+  }
+
+  async ensureTopics(topics: { topic: string; partitions?: number }[]): Promise<void> {
+    if (topics.length === 0) return
+    this.#admin ??= new Admin(clientOptions(this.#options.connection))
+    const existing = new Set(await this.#admin.listTopics({ includeInternals: false }))
+    for (const { topic, partitions } of topics) {
+      if (existing.has(topic)) continue
+      try {
+        await this.#admin.createTopics({ topics: [topic], partitions: partitions ?? -1, replicas: -1 })
+      } catch (error) {
+        if (!hasApiId(error, 'TOPIC_ALREADY_EXISTS'))
+          throw translateKafkaError(error, this.#options.connection)
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#publishers].map((p) => p.close()))
+    await this.#admin?.close()
+  }
+}
+
+/** Where a suppressed partition must start again, and how the resync is going. */
+interface Resync {
+  offset: bigint
+  since: number
+}
+
+/**
+ * One consumer-group membership delivering records to a listener.
+ *
+ * `seek` is how the runtime pauses a single partition: `@platformatic/kafka` fetches all
+ * assigned partitions together and has no per-partition pause, so the runtime drops the
+ * records of a partition it cannot take now and later asks for them again from the first
+ * dropped offset. The new fetch position is written into the stream's own
+ * `offsetsToFetch` map; records of the partition that were already on their way (an
+ * in-flight fetch, the stream buffer) are suppressed until the record at the seek offset
+ * comes back, and any stale record after it sets the position back again.
+ */
+class KafkaSubscription implements Subscription {
+  readonly #transport: KafkaTransportOptions
+  readonly #options: SubscribeOptions
+  readonly #listener: SubscriptionListener
+  readonly #consumer: RawConsumer
+  #stream: RawStream | undefined
+  readonly #resyncs = new Map<string, Resync>()
+  #closed = false
+
+  constructor(transport: KafkaTransportOptions, options: SubscribeOptions, listener: SubscriptionListener) {
+    this.#transport = transport
+    this.#options = options
+    this.#listener = listener
+    const group =
+      options.groupProtocol === 'consumer'
+        ? { groupProtocol: 'consumer' as const }
+        : {
+            sessionTimeout: options.sessionTimeout ?? 30_000,
+            heartbeatInterval: options.heartbeatInterval ?? 3_000,
+            rebalanceTimeout: options.rebalanceTimeout ?? 60_000
+          }
+    this.#consumer = new Consumer({
+      ...clientOptions(transport.connection),
+      ...group,
+      groupId: options.groupId,
+      ...(options.groupInstanceId ? { groupInstanceId: options.groupInstanceId } : {}),
+      deserializers: { headerKey: stringDeserializer },
+      autocommit: false,
+      maxWaitTime: transport.maxWaitTime ?? 500,
+      highWaterMark: transport.highWaterMark ?? 1024
+    }) as RawConsumer
+  }
+
+  async start(): Promise<void> {
+    this.#consumer.on('consumer:group:join', ({ assignments }) => this.#assigned(assignments ?? []))
+    try {
+      this.#stream = await this.#consumer.consume({
+        topics: this.#options.topics,
+        mode: 'committed',
+        fallbackMode: this.#options.fromBeginning ? 'earliest' : 'latest'
+      })
+    } catch (error) {
+      await this.#consumer.close(true).catch(() => {})
+      throw translateKafkaError(error, this.#transport.connection)
+    }
+    this.#assigned(this.#consumer.assignments ?? [])
+    this.#stream.on('data', (message: RawMessage) => this.#deliver(message))
+    this.#stream.on('error', (error: Error) => {
+      if (!this.#closed)
+        this.#listener.failed(translateKafkaError(error, this.#transport.connection) as Error)
+    })
+  }
+
+  #assigned(assignments: GroupAssignment[]): void {
+    const partitions: TopicPartition[] = []
+    for (const { topic, partitions: numbers } of assignments) {
+      for (const partition of numbers) partitions.push({ topic, partition })
+    }
+    this.#listener.assigned(partitions)
+  }
+
+  #deliver(message: RawMessage): void {
+    const key = partitionKey(message.topic, message.partition)
+    const resync = this.#resyncs.get(key)
+    if (resync) {
+      if (message.offset < resync.offset) return // a re-read below the seek point
+      if (message.offset > resync.offset && Date.now() - resync.since < 30_000) {
+        // Stale: fetched before the seek took effect. Point the fetch back again.
+        this.#stream?.offsetsToFetch.set(key, resync.offset)
+        return
+      }
+      // The record at the seek offset (or, after 30 s without it, the first after it:
+      // it was deleted by retention or compaction meanwhile).
+      this.#resyncs.delete(key)
+    }
+    this.#listener.record({
+      topic: message.topic,
+      partition: message.partition,
+      offset: message.offset,
+      key: message.key ?? null,
+      value: message.value ?? null,
+      headers: message.headers,
+      timestamp: Number(message.timestamp)
+    })
+  }
+
+  seek({ topic, partition }: TopicPartition, offset: bigint): void {
+    const key = partitionKey(topic, partition)
+    this.#resyncs.set(key, { offset, since: Date.now() })
+    this.#stream?.offsetsToFetch.set(key, offset)
+  }
+
+  pause(): void {
+    this.#stream?.pause()
+  }
+
+  resume(): void {
+    this.#stream?.resume()
+  }
+
+  async commit(offsets: RecordPosition[]): Promise<void> {
+    if (offsets.length === 0) return
+    try {
+      await this.#consumer.commit({
+        offsets: offsets.map(({ topic, partition, offset }) => ({
+          topic,
+          partition,
+          offset,
+          leaderEpoch: -1
+        }))
+      })
+    } catch (error) {
+      throw translateKafkaError(error, this.#transport.connection)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#stream?.close().catch(() => {})
+    await this.#consumer.close(true).catch(() => {})
+  }
+}
+
+/** An idempotent, acks=all producer. */
+class KafkaPublisher implements Publisher {
+  readonly #producer: Producer<Buffer, Buffer, string, Buffer>
+  readonly #connection: KafkaConnection
+  readonly #onClose: () => void
+  #roundRobin = 0
+
+  constructor(options: KafkaTransportOptions, onClose: () => void) {
+    this.#connection = options.connection
+    this.#onClose = onClose
+    this.#producer = new Producer({
+      ...clientOptions(options.connection),
+      idempotent: true,
+      acks: ProduceAcks.ALL,
+      compression: (options.compression ?? 'none') as CompressionAlgorithmValue,
+      serializers: { headerKey: (key?: string) => (key === undefined ? undefined : Buffer.from(key)) }
+    })
+  }
+
+  /**
+   * Partitions are chosen here, Java-compatibly (murmur2 of the key, positive), so that a
+   * key lands on the partition every other Kafka client picks for it, and so that each
+   * record's offset can be returned (the broker answers per partition batch).
+   */
+  async send(records: OutboundRecord[]): Promise<RecordPosition[]> {
+    if (records.length === 0) return []
+    try {
+      const topics = [...new Set(records.map((r) => r.topic))]
+      const metadata = await this.#producer.metadata({ topics })
+      const messages = records.map((record) => {
+        const key = toBuffer(record.key)
+        const count = metadata.topics.get(record.topic)?.partitionsCount ?? 1
+        const partition =
+          record.partition ??
+          (key ? compatibilityPartitioner(undefined as never, key) % count : this.#roundRobin++ % count)
+        return {
+          topic: record.topic,
+          key,
+          value: toBuffer(record.value),
+          headers: toHeaderMap(record.headers),
+          partition
+        }
+      })
+      const produced = await this.#producer.send({ messages })
+      return positions(messages, produced.offsets ?? [])
+    } catch (error) {
+      const translated = translateKafkaError(error, this.#connection)
+      if (translated !== error) throw translated
+      const topics = [...new Set(records.map((r) => r.topic))].join(', ')
+      throw new ConveyorError(
+        ErrorCodes.PUBLISH,
+        `could not write to ${topics}: ${(error as Error).message}`,
+        {
+          cause: error,
+          retryable: true
+        }
+      )
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#onClose()
+    await this.#producer.close(true)
+  }
+}
+
+/** Per-record positions: the broker answers with the base offset of each partition's batch. */
+function positions(
+  messages: { topic: string; partition: number }[],
+  bases: RecordPosition[]
+): RecordPosition[] {
+  const next = new Map<string, bigint>()
+  for (const base of bases) next.set(partitionKey(base.topic, base.partition), base.offset)
+  return messages.map(({ topic, partition }) => {
+    const key = partitionKey(topic, partition)
+    const offset = next.get(key) ?? -1n
+    if (offset >= 0n) next.set(key, offset + 1n)
+    return { topic, partition, offset }
+  })
+}
+
+function toBuffer(value: Buffer | string | null | undefined): Buffer | undefined {
+  if (value === null || value === undefined) return undefined
+  return typeof value === 'string' ? Buffer.from(value) : value
+}
+
+function toHeaderMap(headers: OutboundRecord['headers']): Map<string, Buffer> | undefined {
+  if (!headers) return undefined
+  const entries = headers instanceof Map ? [...headers.entries()] : Object.entries(headers)
+  return new Map(entries.map(([key, value]) => [key, typeof value === 'string' ? Buffer.from(value) : value]))
+}
+
+function hasApiId(error: unknown, apiId: string, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 8) return false
+  const candidate = error as { apiId?: unknown; errors?: unknown[]; cause?: unknown }
+  if (candidate.apiId === apiId) return true
+  return (
+    (Array.isArray(candidate.errors) &&
+      candidate.errors.some((inner) => hasApiId(inner, apiId, depth + 1))) ||
+    hasApiId(candidate.cause, apiId, depth + 1)
+  )
+}

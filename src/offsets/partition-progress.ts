@@ -1,0 +1,122 @@
+/**
+ * The progress of one partition: which offsets were accepted for processing, which
+ * finished, which were set aside to be read again, and so what may be committed.
+ *
+ * The guarantee: `committable()` never passes an offset that was delivered and has not
+ * finished (processed or dead-lettered). Offsets are not assumed contiguous (compaction
+ * and transaction markers leave gaps), so the commit point is derived from what was seen.
+ *
+ * Records may be *dropped* to bound memory (a blocked key or partition); the runtime then
+ * rewinds the partition to `rewindPoint()` and the records come again. `admit()` tells a
+ * record seen for the first time (or dropped before) from a re-read of one already taken.
+ * Memory: the pending set is bounded by the runtime's buffer limits; the dropped set by
+ * `maxDropped` (past it the runtime drops the whole partition tail with `dropFrom`).
+ */
+export class PartitionProgress {
+  readonly topic: string
+  readonly partition: number
+  #pending = new Set<bigint>()
+  #dropped = new Set<bigint>()
+  #droppedFrom: bigint | undefined
+  #highestSeen = -1n
+  #highestFinished = -1n
+  #committed: bigint | undefined
+
+  constructor(topic: string, partition: number, committed?: bigint) {
+    this.topic = topic
+    this.partition = partition
+    this.#committed = committed
+  }
+
+  /**
+   * Classifies a delivered record: `new` when it must be processed (first delivery, or a
+   * re-delivery of a dropped record), `duplicate` when it was already taken (a re-read
+   * after a rewind, or below the committed offset).
+   */
+  admit(offset: bigint): 'new' | 'duplicate' {
+    if (this.#committed !== undefined && offset < this.#committed) return 'duplicate'
+    if (offset > this.#highestSeen) {
+      this.#highestSeen = offset
+      if (this.#droppedFrom !== undefined && this.#droppedFrom > offset) this.#droppedFrom = undefined
+      return 'new'
+    }
+    if (this.#dropped.delete(offset)) return 'new'
+    if (this.#droppedFrom !== undefined && offset >= this.#droppedFrom) {
+      // The tail is re-read in order: everything below this offset is taken care of.
+      this.#droppedFrom = offset + 1n > this.#highestSeen ? undefined : offset + 1n
+      return 'new'
+    }
+    return 'duplicate'
+  }
+
+  /** The record is being processed. */
+  accept(offset: bigint): void {
+    this.#pending.add(offset)
+  }
+
+  /** The record was set aside: it must be read again before the commit point passes it. */
+  drop(offset: bigint): void {
+    if (this.#droppedFrom !== undefined && offset >= this.#droppedFrom) return
+    this.#dropped.add(offset)
+  }
+
+  /** Every record from `offset` on is set aside (the partition is paused). */
+  dropFrom(offset: bigint): void {
+    if (this.#droppedFrom === undefined || offset < this.#droppedFrom) this.#droppedFrom = offset
+    for (const dropped of this.#dropped) if (dropped >= offset) this.#dropped.delete(dropped)
+  }
+
+  /** The record was processed or dead-lettered. */
+  finish(offset: bigint): void {
+    if (!this.#pending.delete(offset)) return
+    if (offset > this.#highestFinished) this.#highestFinished = offset
+  }
+
+  /** Forgets a record without finishing it (work abandoned at revocation or shutdown). */
+  abandon(offset: bigint): void {
+    this.#pending.delete(offset)
+    this.drop(offset)
+  }
+
+  get pendingCount(): number {
+    return this.#pending.size
+  }
+
+  get droppedCount(): number {
+    return this.#dropped.size
+  }
+
+  get isDroppingTail(): boolean {
+    return this.#droppedFrom !== undefined
+  }
+
+  /** The lowest set-aside offset, where a rewind must start; `undefined` when none. */
+  rewindPoint(): bigint | undefined {
+    let lowest = this.#droppedFrom
+    for (const offset of this.#dropped) if (lowest === undefined || offset < lowest) lowest = offset
+    return lowest
+  }
+
+  /**
+   * The offset to commit (the next one to read after a restart): every delivered record
+   * below it has finished. `undefined` when there is nothing new to commit.
+   */
+  committable(): bigint | undefined {
+    let limit = this.#highestFinished + 1n
+    for (const offset of this.#pending) if (offset < limit) limit = offset
+    const rewind = this.rewindPoint()
+    if (rewind !== undefined && rewind < limit) limit = rewind
+    if (limit <= 0n && this.#highestFinished < 0n) return undefined
+    if (this.#committed !== undefined && limit <= this.#committed) return undefined
+    return limit
+  }
+
+  /** Records that `offset` is committed. */
+  committed(offset: bigint): void {
+    if (this.#committed === undefined || offset > this.#committed) this.#committed = offset
+  }
+
+  get lastCommitted(): bigint | undefined {
+    return this.#committed
+  }
+}

@@ -1,0 +1,158 @@
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { compose, type Handler, type Middleware } from '../core/message.ts'
+import { bounded, type RetryPolicy } from '../retry/policy.ts'
+import { withTimeout } from './timeout.ts'
+
+/** How one message type is handled. */
+export interface Route<T = any> {
+  handler: Handler<T>
+  /** Default: bounded (3 retries, 1 s, ×2, 30 s cap, jitter), then the DLQ. */
+  retry?: RetryPolicy
+  /** Dead-letter topic of this route. Default: `<source topic>.dlq`. */
+  deadLetterTopic?: string
+  /** Longest one attempt may take, ms; past it the attempt fails with a retryable timeout. */
+  timeout?: number
+  /** Applied outermost first, around the handler. */
+  middleware?: Middleware[]
+}
+
+/** Message type → route. */
+export type Routes = Record<string, Route>
+
+/** Where a message's type is read. */
+export type TypeSource =
+  | { field: string }
+  | { header: string }
+  | ((message: { value: unknown; headers: ReadonlyMap<string, Buffer> }) => string | undefined)
+
+export interface CompiledRoute {
+  readonly type: string
+  readonly handler: Handler<unknown>
+  readonly retry: RetryPolicy
+  readonly deadLetterTopic: string | undefined
+}
+
+/** The frozen type → route table. */
+export type RouteTable = ReadonlyMap<string, CompiledRoute>
+
+/** Throws a `CONVEYOR_INVALID_OPTION` error naming the bad field when `ok` is false. */
+export function check(ok: boolean, path: string, message: string): asserts ok {
+  if (!ok) throw new ConveyorError(ErrorCodes.INVALID_OPTION, `${path}: ${message}`, { path })
+}
+
+function isPositiveNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0
+}
+
+function checkRetry(policy: unknown, path: string): asserts policy is RetryPolicy {
+  check(
+    typeof policy === 'object' && policy !== null,
+    path,
+    'must be a retry policy (bounded() or forever())'
+  )
+  const p = policy as Record<string, unknown>
+  check(
+    p.kind === 'bounded' || p.kind === 'forever',
+    `${path}.kind`,
+    `must be "bounded" or "forever", got ${JSON.stringify(p.kind)}`
+  )
+  if (p.kind === 'bounded') {
+    check(
+      Number.isInteger(p.retries) && (p.retries as number) >= 0,
+      `${path}.retries`,
+      'must be an integer ≥ 0'
+    )
+  }
+  check(isPositiveNumber(p.initialDelay), `${path}.initialDelay`, 'must be a number of ms > 0')
+  check(typeof p.multiplier === 'number' && p.multiplier >= 1, `${path}.multiplier`, 'must be a number ≥ 1')
+  check(
+    isPositiveNumber(p.maxDelay) && (p.maxDelay as number) >= (p.initialDelay as number),
+    `${path}.maxDelay`,
+    'must be a number of ms ≥ initialDelay'
+  )
+  check(typeof p.jitter === 'boolean', `${path}.jitter`, 'must be true or false')
+}
+
+/**
+ * Validates the routes once, at start-up, and returns the frozen table. A bad route
+ * fails with the path of the bad field, e.g. `routes > update_status > retry.retries`.
+ */
+export function compileRoutes(routes: Routes, base = 'routes'): RouteTable {
+  check(
+    typeof routes === 'object' && routes !== null && !Array.isArray(routes),
+    base,
+    'must be an object of message type → route'
+  )
+  const types = Object.keys(routes)
+  check(types.length > 0, base, 'declare at least one route')
+  const table = new Map<string, CompiledRoute>()
+  for (const type of types) {
+    const path = `${base} > ${type}`
+    const route = routes[type] as Route | undefined
+    check(type.trim().length > 0, path, 'the message type must not be empty')
+    check(typeof route === 'object' && route !== null, path, 'must be a route object with a handler')
+    check(
+      typeof route.handler === 'function',
+      `${path} > handler`,
+      'must be a function (message, context) => …'
+    )
+    const retry = route.retry ?? bounded()
+    checkRetry(retry, `${path} > retry`)
+    if (route.deadLetterTopic !== undefined) {
+      check(
+        typeof route.deadLetterTopic === 'string' && /^[a-zA-Z0-9._-]{1,249}$/.test(route.deadLetterTopic),
+        `${path} > deadLetterTopic`,
+        'must be a valid Kafka topic name ([a-zA-Z0-9._-], at most 249 characters)'
+      )
+    }
+    if (route.timeout !== undefined)
+      check(isPositiveNumber(route.timeout), `${path} > timeout`, 'must be a number of ms > 0')
+    const middleware = route.middleware ?? []
+    check(Array.isArray(middleware), `${path} > middleware`, 'must be an array of middleware')
+    middleware.forEach((m, i) =>
+      check(typeof m === 'function', `${path} > middleware[${i}]`, 'must be a function')
+    )
+    const handler = compose(
+      route.handler,
+      route.timeout === undefined ? middleware : [...middleware, withTimeout(route.timeout)]
+    )
+    table.set(
+      type,
+      Object.freeze({
+        type,
+        handler,
+        retry: Object.freeze({ ...retry }),
+        deadLetterTopic: route.deadLetterTopic
+      })
+    )
+  }
+  return table
+}
+
+export function checkTypeSource(source: unknown, path: string): asserts source is TypeSource {
+  if (typeof source === 'function') return
+  check(typeof source === 'object' && source !== null, path, 'must be { field }, { header } or a function')
+  const s = source as Record<string, unknown>
+  const ok =
+    (typeof s.field === 'string' && s.field.length > 0) !==
+    (typeof s.header === 'string' && s.header.length > 0)
+  check(ok, path, 'must name exactly one non-empty "field" or "header"')
+}
+
+/** Reads the type: a top-level payload field, a header (UTF-8), or the user's function. */
+export function readType(
+  source: TypeSource,
+  value: unknown,
+  headers: ReadonlyMap<string, Buffer>
+): string | undefined {
+  if (typeof source === 'function') return source({ value, headers })
+  if ('header' in source) return headers.get(source.header)?.toString('utf8') || undefined
+  const field = (value as Record<string, unknown> | null)?.[source.field]
+  return typeof field === 'string' && field.length > 0 ? field : undefined
+}
+
+/** Reads the version: the payload's `version` field (an integer), else undefined. */
+export function readVersion(value: unknown): number | undefined {
+  const version = (value as Record<string, unknown> | null)?.version
+  return Number.isInteger(version) ? (version as number) : undefined
+}
