@@ -12,7 +12,6 @@ import {
 } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import {
-  type InboundRecord,
   type OutboundRecord,
   type Publisher,
   partitionKey,

@@ -4,6 +4,7 @@ import { bounded, type RetryPolicy } from '../retry/policy.ts'
 import { withTimeout } from './timeout.ts'
 
 /** How one message type is handled. */
+// biome-ignore lint/suspicious/noExplicitAny: a table holds handlers of every payload type
 export interface Route<T = any> {
   handler: Handler<T>
   /** Default: bounded (3 retries, 1 s, ×2, 30 s cap, jitter), then the DLQ. */
