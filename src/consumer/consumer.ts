@@ -188,9 +188,9 @@ export class ConveyorConsumer {
       'must be a non-empty string'
     )
     check(Array.isArray(merged.topics) && merged.topics.length > 0, 'topics', 'must list at least one topic')
-    merged.topics.forEach((t, i) =>
+    for (const [i, t] of merged.topics.entries()) {
       check(typeof t === 'string' && t.length > 0, `topics[${i}]`, 'must be a topic name')
-    )
+    }
     check(
       ['partition', 'key', 'unordered'].includes(merged.ordering),
       'ordering',

@@ -110,9 +110,9 @@ export function compileRoutes(routes: Routes, base = 'routes'): RouteTable {
       check(isPositiveNumber(route.timeout), `${path} > timeout`, 'must be a number of ms > 0')
     const middleware = route.middleware ?? []
     check(Array.isArray(middleware), `${path} > middleware`, 'must be an array of middleware')
-    middleware.forEach((m, i) =>
+    for (const [i, m] of middleware.entries()) {
       check(typeof m === 'function', `${path} > middleware[${i}]`, 'must be a function')
-    )
+    }
     const handler = compose(
       route.handler,
       route.timeout === undefined ? middleware : [...middleware, withTimeout(route.timeout)]
