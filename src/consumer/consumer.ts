@@ -74,10 +74,14 @@ export interface ConsumerOptions {
   drainTimeout?: number
   /** Messages queued or in flight in the whole consumer before it stops fetching. Default 10 000. */
   maxBuffered?: number
-  /** Messages queued or in flight per partition before that partition is paused. Default 1 000. */
+  /**
+   * Messages a partition may hold (queued or in flight) while one of its messages waits
+   * to be retried. Past it, the partition's further records are set aside (not kept in
+   * memory) and read again when the retry succeeds or a quarter of these finished, so a
+   * blocked partition — or, in key mode, a blocked key with up to three quarters of this
+   * — never stops the others. Default 1 000.
+   */
   maxBufferedPerPartition?: number
-  /** Messages queued per key (key mode) before that key is paused. Default 100. */
-  maxBufferedPerKey?: number
   /** Static membership: a stable id per instance (KIP-345). */
   groupInstanceId?: string
   /** `consumer` for the KIP-848 protocol; default `classic`. */
@@ -94,8 +98,6 @@ interface Lane {
   head: number
   running: boolean
   scheduled: boolean
-  /** Records of this lane were set aside: every later one must be too, until the rewind. */
-  dropping: boolean
 }
 
 interface PartitionState {
@@ -107,7 +109,8 @@ interface PartitionState {
   inFlight: number
   /** Every record from the first dropped one on is set aside until the rewind. */
   pausedTail: boolean
-  readonly droppingLanes: Set<Lane>
+  /** Messages of this partition waiting for a retry. */
+  retrying: number
   revoked: boolean
   /** Aborted when the partition is revoked: retry waits end, abandoned work is not committed. */
   readonly revocation: AbortController
@@ -136,8 +139,7 @@ const defaults = {
   commitInterval: 1_000,
   drainTimeout: 30_000,
   maxBuffered: 10_000,
-  maxBufferedPerPartition: 1_000,
-  maxBufferedPerKey: 100
+  maxBufferedPerPartition: 1_000
 }
 
 /** Dead-letter writes that fail are retried with this policy until they succeed or the consumer stops. */
@@ -153,7 +155,7 @@ const deadLetterRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
  * - `partition` ordering handles the messages of a partition one at a time in offset
  *   order; `key` ordering does so per key; a message being retried blocks only its
  *   partition (or key) while the others keep flowing.
- * - Memory stays bounded: past `maxBufferedPerKey` / `maxBufferedPerPartition` records
+ * - Memory stays bounded: past `maxBufferedPerPartition` a partition's further records
  *   are set aside and read again later (see docs/consumer.md); past `maxBuffered` the
  *   consumer stops fetching until work drains.
  */
@@ -207,8 +209,7 @@ export class ConveyorConsumer {
       'commitInterval',
       'drainTimeout',
       'maxBuffered',
-      'maxBufferedPerPartition',
-      'maxBufferedPerKey'
+      'maxBufferedPerPartition'
     ] as const) {
       check(Number.isInteger(merged[field]) && merged[field] > 0, field, 'must be an integer > 0')
     }
@@ -349,7 +350,7 @@ export class ConveyorConsumer {
         buffered: 0,
         inFlight: 0,
         pausedTail: false,
-        droppingLanes: new Set(),
+        retrying: 0,
         revoked: false,
         revocation: new AbortController()
       }
@@ -380,37 +381,12 @@ export class ConveyorConsumer {
       progress.dropFrom(record.offset)
       return
     }
-    if (state.buffered >= this.#options.maxBufferedPerPartition) {
+    if (state.retrying > 0 && state.buffered >= this.#options.maxBufferedPerPartition) {
       this.#pausePartition(state, record.offset)
       return
     }
     const laneKey = this.#laneKey(state, record)
     let lane = this.#lanes.get(laneKey)
-    if (lane?.dropping) {
-      progress.drop(record.offset)
-      return
-    }
-    if (
-      lane &&
-      lane.queue.length - lane.head >= this.#options.maxBufferedPerKey &&
-      this.#options.ordering === 'key'
-    ) {
-      lane.dropping = true
-      state.droppingLanes.add(lane)
-      progress.drop(record.offset)
-      // Past this many set-aside records, pause the whole partition instead: bounded memory.
-      if (progress.droppedCount > this.#options.maxBufferedPerPartition)
-        this.#pausePartition(state, record.offset)
-      else if (pausedChannel.hasSubscribers) {
-        pausedChannel.publish({
-          groupId: this.groupId,
-          partition: state.tp,
-          scope: 'key',
-          offset: record.offset
-        })
-      }
-      return
-    }
     if (!lane) {
       lane = {
         key: laneKey,
@@ -418,8 +394,7 @@ export class ConveyorConsumer {
         queue: [],
         head: 0,
         running: false,
-        scheduled: false,
-        dropping: false
+        scheduled: false
       }
       this.#lanes.set(laneKey, lane)
     }
@@ -434,26 +409,59 @@ export class ConveyorConsumer {
     this.#schedule(lane)
   }
 
+  /**
+   * A partition just became blocked by a retry while holding more than its bound (a
+   * burst queued before the failure): set aside its queued records from the cut offset
+   * on, so it holds at most the bound. Cutting by offset keeps every key's order.
+   */
+  #shed(state: PartitionState): void {
+    const keep = this.#options.maxBufferedPerPartition - state.inFlight
+    if (state.buffered <= this.#options.maxBufferedPerPartition || state.pausedTail) return
+    const queued: bigint[] = []
+    for (const lane of this.#lanes.values()) {
+      if (lane.partition !== state) continue
+      for (let i = lane.head; i < lane.queue.length; i++) queued.push(lane.queue[i]!.offset)
+    }
+    if (queued.length <= keep) return
+    queued.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    const cut = queued[Math.max(0, keep)]!
+    for (const [key, lane] of this.#lanes) {
+      if (lane.partition !== state) continue
+      let write = lane.head
+      for (let read = lane.head; read < lane.queue.length; read++) {
+        const record = lane.queue[read]!
+        if (record.offset >= cut) {
+          state.progress.abandon(record.offset)
+          state.buffered--
+          this.#buffered--
+        } else lane.queue[write++] = record
+      }
+      lane.queue.length = write
+      if (!lane.running && lane.head >= lane.queue.length) this.#lanes.delete(key)
+    }
+    this.#pausePartition(state, cut)
+    this.#resumeFetchIfRoom()
+  }
+
   #pausePartition(state: PartitionState, offset: bigint): void {
     state.pausedTail = true
     state.progress.dropFrom(offset)
+    this.#subscription?.park(state.tp)
     if (pausedChannel.hasSubscribers) {
-      pausedChannel.publish({ groupId: this.groupId, partition: state.tp, scope: 'partition', offset })
+      pausedChannel.publish({ groupId: this.groupId, partition: state.tp, offset })
     }
   }
 
-  /** Reads set-aside records again once the partition (and each paused key) has room. */
+  /**
+   * Reads the set-aside records again once the partition is no longer blocked by a
+   * retry, or a quarter of its buffer is free (a blocked key may hold up to three
+   * quarters of it while its partition's other keys keep flowing).
+   */
   #maybeRewind(state: PartitionState): void {
-    if (state.revoked || this.#state !== 'running') return
-    if (!state.pausedTail && state.droppingLanes.size === 0) return
-    if (state.pausedTail && state.buffered > this.#options.maxBufferedPerPartition / 2) return
-    for (const lane of state.droppingLanes) {
-      if (lane.queue.length - lane.head > this.#options.maxBufferedPerKey / 2) return
-    }
+    if (!state.pausedTail || state.revoked || this.#state !== 'running') return
+    if (state.retrying > 0 && state.buffered > (this.#options.maxBufferedPerPartition * 3) / 4) return
     const from = state.progress.rewindPoint()
     state.pausedTail = false
-    for (const lane of state.droppingLanes) lane.dropping = false
-    state.droppingLanes.clear()
     if (from === undefined) return
     this.#subscription?.seek(state.tp, from)
     if (resumedChannel.hasSubscribers)
@@ -552,14 +560,22 @@ export class ConveyorConsumer {
     if (outcome === 'abandoned') state.progress.abandon(record.offset)
     else state.progress.finish(record.offset)
     if (lane.head < lane.queue.length) this.#schedule(lane)
-    else if (!lane.dropping && this.#lanes.get(lane.key) === lane) this.#lanes.delete(lane.key)
+    else if (this.#lanes.get(lane.key) === lane) this.#lanes.delete(lane.key)
     this.#maybeRewind(state)
-    if (this.#fetchPaused && this.#buffered <= this.#options.maxBuffered / 2 && this.#state === 'running') {
+    this.#resumeFetchIfRoom()
+    this.#pump()
+    this.#checkIdle()
+  }
+
+  #resumeFetchIfRoom(): void {
+    if (
+      this.#fetchPaused &&
+      this.#buffered <= (this.#options.maxBuffered * 3) / 4 &&
+      this.#state === 'running'
+    ) {
       this.#fetchPaused = false
       this.#subscription?.resume()
     }
-    this.#pump()
-    this.#checkIdle()
   }
 
   #checkIdle(): void {
@@ -685,7 +701,10 @@ export class ConveyorConsumer {
             delay: decision.delay
           })
         }
-        if (!(await wait(decision.delay, signal))) return done('abandoned')
+        if (state.retrying++ === 0) this.#shed(state)
+        const waited = await wait(decision.delay, signal)
+        state.retrying--
+        if (!waited) return done('abandoned')
         attempt++
         message = { ...message, attempt }
       }

@@ -24,7 +24,7 @@ export const Channels = {
   assigned: 'conveyor:partitions:assigned',
   /** Partitions were taken away; their finished work was committed. */
   revoked: 'conveyor:partitions:revoked',
-  /** A partition (or one key of it) hit its buffer bound; its records are set aside for a re-read. */
+  /** A partition hit its buffer bound; its further records are set aside for a re-read. */
   paused: 'conveyor:partition:paused',
   /** A paused partition is read again from its first set-aside offset. */
   resumed: 'conveyor:partition:resumed',
@@ -85,8 +85,7 @@ export interface PartitionsEvent {
 export interface PausedEvent {
   groupId: string
   partition: TopicPartition
-  /** `partition` when the whole partition is paused, else the key whose lane is full. */
-  scope: 'partition' | 'key'
+  /** The first record set aside. */
   offset: bigint
 }
 

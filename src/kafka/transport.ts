@@ -108,6 +108,8 @@ class KafkaSubscription implements Subscription {
   readonly #consumer: RawConsumer
   #stream: RawStream | undefined
   readonly #resyncs = new Map<string, Resync>()
+  /** Parked partitions → the end offset their fetch position is held at (undefined while looking it up). */
+  readonly #parked = new Map<string, bigint | undefined>()
   #closed = false
 
   constructor(transport: KafkaTransportOptions, options: SubscribeOptions, listener: SubscriptionListener) {
@@ -164,6 +166,14 @@ class KafkaSubscription implements Subscription {
 
   #deliver(message: RawMessage): void {
     const key = partitionKey(message.topic, message.partition)
+    if (this.#parked.has(key)) {
+      const end = this.#parked.get(key)
+      if (end !== undefined && message.offset < end) {
+        // Still reading the backlog of a parked partition: jump back to its end.
+        this.#stream?.offsetsToFetch.set(key, end)
+        return
+      }
+    }
     const resync = this.#resyncs.get(key)
     if (resync) {
       if (message.offset < resync.offset) return // a re-read below the seek point
@@ -189,8 +199,28 @@ class KafkaSubscription implements Subscription {
 
   seek({ topic, partition }: TopicPartition, offset: bigint): void {
     const key = partitionKey(topic, partition)
+    this.#parked.delete(key)
     this.#resyncs.set(key, { offset, since: Date.now() })
     this.#stream?.offsetsToFetch.set(key, offset)
+  }
+
+  /**
+   * Moves the partition's fetch position to the end of its log, so a paused partition
+   * costs long polls instead of reads of its backlog. The next `seek` brings it back.
+   */
+  park({ topic, partition }: TopicPartition): void {
+    const key = partitionKey(topic, partition)
+    if (this.#parked.has(key)) return
+    this.#parked.set(key, undefined)
+    this.#consumer.listOffsets({ topics: [topic] }).then(
+      (offsets) => {
+        const end = offsets.get(topic)?.[partition]
+        if (end === undefined || !this.#parked.has(key) || this.#parked.get(key) !== undefined) return
+        this.#parked.set(key, end)
+        this.#stream?.offsetsToFetch.set(key, end)
+      },
+      () => {} // Parking only saves reads; without it the records are dropped as they come.
+    )
   }
 
   pause(): void {
@@ -198,6 +228,9 @@ class KafkaSubscription implements Subscription {
   }
 
   resume(): void {
+    // Records buffered while paused arrive now: restart the resync clocks.
+    const now = Date.now()
+    for (const resync of this.#resyncs.values()) resync.since = now
     this.#stream?.resume()
   }
 

@@ -37,21 +37,20 @@ export class PartitionProgress {
     if (this.#committed !== undefined && offset < this.#committed) return 'duplicate'
     if (offset > this.#highestSeen) {
       this.#highestSeen = offset
-      if (this.#droppedFrom !== undefined && this.#droppedFrom > offset) this.#droppedFrom = undefined
       return 'new'
     }
     if (this.#dropped.delete(offset)) return 'new'
-    if (this.#droppedFrom !== undefined && offset >= this.#droppedFrom) {
-      // The tail is re-read in order: everything below this offset is taken care of.
-      this.#droppedFrom = offset + 1n > this.#highestSeen ? undefined : offset + 1n
-      return 'new'
-    }
+    if (this.#droppedFrom !== undefined && offset >= this.#droppedFrom) return 'new'
     return 'duplicate'
   }
 
   /** The record is being processed. */
   accept(offset: bigint): void {
     this.#pending.add(offset)
+    if (this.#droppedFrom !== undefined && offset >= this.#droppedFrom) {
+      // The set-aside tail is read again in order: everything below this offset is taken care of.
+      this.#droppedFrom = offset >= this.#highestSeen ? undefined : offset + 1n
+    }
   }
 
   /** The record was set aside: it must be read again before the commit point passes it. */

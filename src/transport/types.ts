@@ -69,6 +69,12 @@ export interface Subscription {
    * it is the one at `offset` (or the first after it, if it no longer exists).
    */
   seek(partition: TopicPartition, offset: bigint): void
+  /**
+   * Says that no record of the partition is wanted until the next `seek`: the transport
+   * may stop reading its backlog (an optimisation; records it still delivers are dropped
+   * by the runtime).
+   */
+  park(partition: TopicPartition): void
   /** Stops delivering records (all partitions) until `resume`. */
   pause(): void
   resume(): void
