@@ -72,7 +72,10 @@ export interface ConsumerOptions {
   commitInterval?: number
   /** How long `stop()` and a revocation wait for in-flight handlers, ms. Default 30 000. */
   drainTimeout?: number
-  /** Messages queued or in flight in the whole consumer before it stops fetching. Default 10 000. */
+  /**
+   * Messages queued or in flight in the whole consumer, a hard bound: at it the consumer
+   * stops fetching and sets aside what still arrives (read again later). Default 10 000.
+   */
   maxBuffered?: number
   /**
    * Messages a partition may hold (queued or in flight) while one of its messages waits
@@ -382,7 +385,12 @@ export class ConveyorConsumer {
       return
     }
     if (state.retrying > 0 && state.buffered >= this.#options.maxBufferedPerPartition) {
-      this.#pausePartition(state, record.offset)
+      this.#pausePartition(state, record.offset, true)
+      return
+    }
+    if (this.#buffered >= this.#options.maxBuffered) {
+      // Records still arriving after the fetch stopped: a hard bound, not a soft one.
+      this.#pausePartition(state, record.offset, false)
       return
     }
     const laneKey = this.#laneKey(state, record)
@@ -439,14 +447,15 @@ export class ConveyorConsumer {
       lane.queue.length = write
       if (!lane.running && lane.head >= lane.queue.length) this.#lanes.delete(key)
     }
-    this.#pausePartition(state, cut)
+    this.#pausePartition(state, cut, true)
     this.#resumeFetchIfRoom()
   }
 
-  #pausePartition(state: PartitionState, offset: bigint): void {
+  /** Sets aside the partition's records from `offset` on; `park` when it may stay blocked for long. */
+  #pausePartition(state: PartitionState, offset: bigint, park: boolean): void {
     state.pausedTail = true
     state.progress.dropFrom(offset)
-    this.#subscription?.park(state.tp)
+    if (park) this.#subscription?.park(state.tp)
     if (pausedChannel.hasSubscribers) {
       pausedChannel.publish({ groupId: this.groupId, partition: state.tp, offset })
     }
@@ -459,6 +468,7 @@ export class ConveyorConsumer {
    */
   #maybeRewind(state: PartitionState): void {
     if (!state.pausedTail || state.revoked || this.#state !== 'running') return
+    if (this.#buffered > (this.#options.maxBuffered * 3) / 4) return
     if (state.retrying > 0 && state.buffered > (this.#options.maxBufferedPerPartition * 3) / 4) return
     const from = state.progress.rewindPoint()
     state.pausedTail = false
@@ -575,6 +585,7 @@ export class ConveyorConsumer {
     ) {
       this.#fetchPaused = false
       this.#subscription?.resume()
+      for (const state of this.#partitions.values()) this.#maybeRewind(state)
     }
   }
 

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'node:test'
+import { createConsumer } from '../../../src/consumer/consumer.ts'
+import { waitFor } from '../../../src/util/wait.ts'
+import { useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
+import { type Handled, orderViolations, produceKeyed } from '../../helpers/produce.ts'
+
+test('a slow handler against a large backlog never holds more than maxBuffered messages, and loses none', async (t) => {
+  const topic = await useTopic(t, { partitions: 3 })
+  const keys = 30
+  const count = 30_000
+  await produceKeyed(useProducer(t), topic, { count, keys })
+
+  const maxBuffered = 500
+  const handled: Handled[] = []
+  let slow = true
+  const consumer = createConsumer({
+    transport: useTransport(t),
+    groupId: useGroup(t),
+    topics: [topic],
+    ordering: 'key',
+    concurrency: 16,
+    maxBuffered,
+    routes: {
+      work: {
+        handler: async (message) => {
+          const { key, seq } = message.value as { key: string; seq: number }
+          handled.push({ key, seq, partition: message.partition, offset: message.offset })
+          if (slow) await sleep(20)
+        }
+      }
+    }
+  })
+  let highest = 0
+  const sampler = setInterval(() => {
+    highest = Math.max(highest, consumer.buffered)
+  }, 2)
+  t.after(() => clearInterval(sampler))
+  await consumer.start()
+  t.after(() => consumer.stop())
+
+  await waitFor(() => handled.length >= 1_000, { timeout: 60_000, description: '1 000 slow messages' })
+  assert.ok(highest > 0 && highest <= maxBuffered, `buffered stayed within ${maxBuffered} (highest ${highest})`)
+
+  slow = false // let the rest through quickly, to check nothing set aside was lost
+  await waitFor(() => handled.length >= count, { timeout: 120_000, description: 'the whole backlog' })
+  assert.ok(highest <= maxBuffered, `buffered stayed within ${maxBuffered} (highest ${highest})`)
+  assert.deepEqual(orderViolations(handled, count / keys), [])
+  assert.equal(handled.length, count, 'each message once')
+})
