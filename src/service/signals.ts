@@ -10,7 +10,10 @@ export interface Stoppable {
 
 export function stopOnSignals(
   components: Stoppable[],
-  { signals = ['SIGTERM', 'SIGINT'] as NodeJS.Signals[], onSignal }: { signals?: NodeJS.Signals[]; onSignal?: (signal: NodeJS.Signals) => void } = {}
+  {
+    signals = ['SIGTERM', 'SIGINT'] as NodeJS.Signals[],
+    onSignal
+  }: { signals?: NodeJS.Signals[]; onSignal?: (signal: NodeJS.Signals) => void } = {}
 ): () => void {
   let stopping = false
   const handler = (signal: NodeJS.Signals) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
@@ -41,7 +41,10 @@ test('a slow handler against a large backlog never holds more than maxBuffered m
   t.after(() => consumer.stop())
 
   await waitFor(() => handled.length >= 1_000, { timeout: 60_000, description: '1 000 slow messages' })
-  assert.ok(highest > 0 && highest <= maxBuffered, `buffered stayed within ${maxBuffered} (highest ${highest})`)
+  assert.ok(
+    highest > 0 && highest <= maxBuffered,
+    `buffered stayed within ${maxBuffered} (highest ${highest})`
+  )
 
   slow = false // let the rest through quickly, to check nothing set aside was lost
   await waitFor(() => handled.length >= count, { timeout: 120_000, description: 'the whole backlog' })

@@ -19,10 +19,20 @@ test('a consumer killed with SIGKILL mid-stream and restarted handles every mess
   const count = 3_000
   await produceKeyed(useProducer(t), topic, { count, keys: 30 })
   const log = logFile('crash')
-  const env = { KAFKA_BROKERS: testConnection().brokers.join(','), TOPIC: topic, GROUP: group, LOG: log, DELAY_MS: '1', COMMIT_MS: '200' }
+  const env = {
+    KAFKA_BROKERS: testConnection().brokers.join(','),
+    TOPIC: topic,
+    GROUP: group,
+    LOG: log,
+    DELAY_MS: '1',
+    COMMIT_MS: '200'
+  }
 
   const first = await startConsumerProcess(t, env)
-  await waitFor(() => readHandled(log).length >= count / 3, { timeout: 60_000, description: 'a third of the messages' })
+  await waitFor(() => readHandled(log).length >= count / 3, {
+    timeout: 60_000,
+    description: 'a third of the messages'
+  })
   first.child.kill('SIGKILL')
   const { signal } = await first.exited
   assert.equal(signal, 'SIGKILL')
@@ -31,20 +41,24 @@ test('a consumer killed with SIGKILL mid-stream and restarted handles every mess
   const committedAtCrash = await committedOffsets(topic, partitions, group)
 
   await startConsumerProcess(t, env)
-  await waitFor(
-    () => new Set(readHandled(log).map((h) => `${h.partition}:${h.offset}`)).size >= count,
-    { timeout: 60_000, description: 'every message after the restart' }
-  )
+  await waitFor(() => new Set(readHandled(log).map((h) => `${h.partition}:${h.offset}`)).size >= count, {
+    timeout: 60_000,
+    description: 'every message after the restart'
+  })
 
   const handled = readHandled(log)
   const times = new Map<string, number>()
-  for (const h of handled) times.set(`${h.partition}:${h.offset}`, (times.get(`${h.partition}:${h.offset}`) ?? 0) + 1)
+  for (const h of handled)
+    times.set(`${h.partition}:${h.offset}`, (times.get(`${h.partition}:${h.offset}`) ?? 0) + 1)
   assert.equal(times.size, count, 'every message handled at least once, none missing')
   for (const [position, n] of times) {
     if (n === 1) continue
     const [partition, offset] = position.split(':').map(BigInt) as [bigint, bigint]
     const committed = committedAtCrash[Number(partition)] ?? -1n
-    assert.ok(offset >= committed, `offset ${position} handled ${n} times although it was committed (${committed})`)
+    assert.ok(
+      offset >= committed,
+      `offset ${position} handled ${n} times although it was committed (${committed})`
+    )
   }
 })
 
@@ -65,7 +79,10 @@ test('SIGTERM during processing exits 0 within the drain timeout, and a restart 
   }
 
   const first = await startConsumerProcess(t, env)
-  await waitFor(() => readHandled(log).length >= 20, { timeout: 30_000, description: 'processing to be under way' })
+  await waitFor(() => readHandled(log).length >= 20, {
+    timeout: 30_000,
+    description: 'processing to be under way'
+  })
   first.child.kill('SIGTERM')
   const exit = await Promise.race([
     first.exited,
@@ -77,7 +94,10 @@ test('SIGTERM during processing exits 0 within the drain timeout, and a restart 
   assert.ok(beforeRestart < count, 'stopped mid-stream')
 
   await startConsumerProcess(t, env)
-  await waitFor(() => readHandled(log).length >= count, { timeout: 60_000, description: 'the rest after the restart' })
+  await waitFor(() => readHandled(log).length >= count, {
+    timeout: 60_000,
+    description: 'the rest after the restart'
+  })
   const handled = readHandled(log)
   const positions = new Set(handled.map((h) => `${h.partition}:${h.offset}`))
   assert.equal(positions.size, count, 'none missing')

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { TestContext } from 'node:test'
 import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { KafkaTransport } from '../../../src/kafka/transport.ts'
 import { waitFor } from '../../../src/util/wait.ts'
@@ -11,7 +11,10 @@ import { type Handled, orderViolations, produceKeyed } from '../../helpers/produ
 const byMember = new Map<string, number>()
 
 function member(t: TestContext, name: string, topic: string, groupId: string, handled: Handled[]) {
-  const transport = new KafkaTransport({ connection: { ...testConnection(), clientId: name }, maxWaitTime: 200 })
+  const transport = new KafkaTransport({
+    connection: { ...testConnection(), clientId: name },
+    maxWaitTime: 200
+  })
   const consumer = createConsumer({
     transport,
     groupId,
@@ -56,14 +59,22 @@ test('while the group grows from 1 to 3 members and shrinks back to 1, no messag
   const b = member(t, 'member-b', topic, groupId, handled)
   const c = member(t, 'member-c', topic, groupId, handled)
   await Promise.all([b.consumer.start(), c.consumer.start()])
-  await waitFor(() => unique() >= 10_000, { timeout: 60_000, description: '10 000 messages on three members' })
+  await waitFor(() => unique() >= 10_000, {
+    timeout: 60_000,
+    description: '10 000 messages on three members'
+  })
 
   await Promise.all([b.stop(), c.stop()])
   await waitFor(() => unique() >= count, { timeout: 90_000, description: 'every message back on one member' })
 
-  assert.ok((byMember.get('member-b') ?? 0) > 0 && (byMember.get('member-c') ?? 0) > 0, 'the new members took part')
+  assert.ok(
+    (byMember.get('member-b') ?? 0) > 0 && (byMember.get('member-c') ?? 0) > 0,
+    'the new members took part'
+  )
   assert.equal(unique(), count, 'no message missing')
   assert.deepEqual(orderViolations(handled, count / keys), [], 'every key in order (re-deliveries aside)')
   const redelivered = handled.length - count
-  t.diagnostic(`${redelivered} messages handled again after rebalances (at least once); by member: ${JSON.stringify([...byMember])}`)
+  t.diagnostic(
+    `${redelivered} messages handled again after rebalances (at least once); by member: ${JSON.stringify([...byMember])}`
+  )
 })

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { PartitionProgress } from '../../../src/offsets/partition-progress.ts'
+
+function progress() {
+  return new PartitionProgress('t', 0)
+}
+
+function take(p: PartitionProgress, ...offsets: number[]) {
+  for (const o of offsets) {
+    assert.equal(p.admit(BigInt(o)), 'new', `offset ${o} is new`)
+    p.accept(BigInt(o))
+  }
+}
+
+test('nothing is committable before anything finished', () => {
+  const p = progress()
+  take(p, 0, 1, 2)
+  assert.equal(p.committable(), undefined)
+})
+
+test('only the contiguous prefix of finished offsets is committable', () => {
+  const p = progress()
+  take(p, 10, 11, 12, 13)
+  p.finish(10n)
+  p.finish(12n)
+  p.finish(13n)
+  assert.equal(p.committable(), 11n, 'offset 11 still runs: commit up to it')
+  p.finish(11n)
+  assert.equal(p.committable(), 14n)
+})
+
+test('gaps in offsets (compaction, transaction markers) do not hold the commit back', () => {
+  const p = progress()
+  take(p, 3, 7, 20)
+  for (const o of [3n, 7n, 20n]) p.finish(o)
+  assert.equal(p.committable(), 21n)
+})
+
+test('a committed offset is not offered again, and records below it are duplicates', () => {
+  const p = progress()
+  take(p, 0, 1)
+  p.finish(0n)
+  p.finish(1n)
+  p.committed(2n)
+  assert.equal(p.committable(), undefined)
+  assert.equal(p.admit(1n), 'duplicate')
+})
+
+test('a set-aside tail caps the commit point and comes back as new records after a rewind', () => {
+  const p = progress()
+  take(p, 0, 1, 2)
+  p.dropFrom(3n)
+  for (const o of [3n, 4n, 5n]) assert.equal(p.admit(o), 'new')
+  p.finish(0n)
+  p.finish(1n)
+  p.finish(2n)
+  assert.equal(p.committable(), 3n, 'never past the first set-aside record')
+  assert.equal(p.rewindPoint(), 3n)
+  // Re-read from 3: the earlier ones are duplicates, the set-aside ones new again.
+  assert.equal(p.admit(2n), 'duplicate')
+  take(p, 3)
+  assert.equal(p.rewindPoint(), 4n)
+  take(p, 4, 5)
+  assert.equal(p.rewindPoint(), undefined, 'the tail is back')
+  for (const o of [3n, 4n, 5n]) p.finish(o)
+  assert.equal(p.committable(), 6n)
+})
+
+test('a record abandoned while others after it finished is read again, and the commit stops before it', () => {
+  const p = progress()
+  take(p, 0, 1, 2)
+  p.finish(0n)
+  p.abandon(1n)
+  p.finish(2n)
+  assert.equal(p.committable(), 1n)
+  assert.equal(p.rewindPoint(), 1n)
+  assert.equal(p.admit(1n), 'new', 'the abandoned record is taken again')
+  assert.equal(p.admit(2n), 'duplicate', 'the finished one is not')
+})
+
+test('re-reading a set-aside tail while paused again does not move the rewind point forward', () => {
+  const p = progress()
+  take(p, 0)
+  p.dropFrom(1n)
+  for (const o of [1n, 2n, 3n, 4n]) p.admit(o)
+  take(p, 1) // rewound: 1 is taken, then the partition pauses again at 2
+  p.dropFrom(2n)
+  for (const o of [2n, 3n, 4n]) assert.equal(p.admit(o), 'new')
+  assert.equal(p.rewindPoint(), 2n)
+})
