@@ -58,9 +58,39 @@ export class KafkaTransport implements Transport {
   }
 
   publisher(): Publisher {
-    const publisher = new KafkaPublisher(this.#options, () => this.#publishers.delete(publisher))
+    const publisher = new KafkaPublisher(
+      this.#options,
+      (topics) => this.#partitionCounts(topics),
+      () => this.#publishers.delete(publisher)
+    )
     this.#publishers.add(publisher)
     return publisher
+  }
+
+  /**
+   * Partition counts of topics, through the admin client (cached by it for
+   * `metadataMaxAge`). A topic that does not exist is a `CONVEYOR_PUBLISH` error.
+   * (Asked here rather than of the idempotent producer: in @platformatic/kafka 2.12 its
+   * metadata request for an unknown topic never settles.)
+   */
+  async #partitionCounts(topics: string[]): Promise<Map<string, number>> {
+    this.#admin ??= new Admin(clientOptions(this.#options.connection))
+    let metadata: Awaited<ReturnType<Admin['metadata']>>
+    try {
+      metadata = await this.#admin.metadata({ topics })
+    } catch (error) {
+      const translated = translateKafkaError(error, this.#options.connection)
+      if (translated !== error) throw translated
+      throw new ConveyorError(
+        ErrorCodes.PUBLISH,
+        `could not write to ${topics.join(', ')}: ${(error as Error).message}`,
+        {
+          cause: error,
+          retryable: true
+        }
+      )
+    }
+    return new Map(topics.map((topic) => [topic, metadata.topics.get(topic)?.partitionsCount ?? 1]))
   }
 
   async ensureTopics(topics: { topic: string; partitions?: number }[]): Promise<void> {
@@ -263,10 +293,16 @@ class KafkaPublisher implements Publisher {
   readonly #producer: Producer<Buffer, Buffer, string, Buffer>
   readonly #connection: KafkaConnection
   readonly #onClose: () => void
+  readonly #partitionCounts: (topics: string[]) => Promise<Map<string, number>>
   #roundRobin = 0
 
-  constructor(options: KafkaTransportOptions, onClose: () => void) {
+  constructor(
+    options: KafkaTransportOptions,
+    partitionCounts: (topics: string[]) => Promise<Map<string, number>>,
+    onClose: () => void
+  ) {
     this.#connection = options.connection
+    this.#partitionCounts = partitionCounts
     this.#onClose = onClose
     this.#producer = new Producer({
       ...clientOptions(options.connection),
@@ -284,12 +320,11 @@ class KafkaPublisher implements Publisher {
    */
   async send(records: OutboundRecord[]): Promise<RecordPosition[]> {
     if (records.length === 0) return []
+    const counts = await this.#partitionCounts([...new Set(records.map((r) => r.topic))])
     try {
-      const topics = [...new Set(records.map((r) => r.topic))]
-      const metadata = await this.#producer.metadata({ topics })
       const messages = records.map((record) => {
         const key = toBuffer(record.key)
-        const count = metadata.topics.get(record.topic)?.partitionsCount ?? 1
+        const count = counts.get(record.topic) ?? 1
         const partition =
           record.partition ??
           (key ? compatibilityPartitioner(undefined as never, key) % count : this.#roundRobin++ % count)

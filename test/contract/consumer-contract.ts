@@ -11,6 +11,7 @@ import { DeadLetterHeaders } from '../../src/dead-letter/record.ts'
 import { bounded } from '../../src/retry/policy.ts'
 import type { InboundRecord, OutboundRecord, Transport } from '../../src/transport/types.ts'
 import { waitFor } from '../../src/util/wait.ts'
+import { cleanup } from '../helpers/kafka.ts'
 
 export interface ContractFixture {
   transport: Transport
@@ -51,7 +52,7 @@ export function consumerContract(name: string, setup: (t: TestContext) => Promis
       }
     })
     await consumer.start()
-    t.after(() => consumer.stop())
+    cleanup(t, () => consumer.stop())
     await waitFor(() => [...seen.values()].reduce((n, s) => n + s.length, 0) >= 300, { timeout: 30_000 })
     for (const [k, seqs] of seen)
       assert.deepEqual(
@@ -87,7 +88,7 @@ export function consumerContract(name: string, setup: (t: TestContext) => Promis
       }
     })
     await consumer.start()
-    t.after(() => consumer.stop())
+    cleanup(t, () => consumer.stop())
     await waitFor(() => done === 1, { timeout: 30_000 })
     const [dead] = await f.read(`${topic}.dlq`, 1)
     assert.equal(dead?.value?.toString(), poison)
@@ -119,7 +120,7 @@ export function consumerContract(name: string, setup: (t: TestContext) => Promis
     await first.stop()
     const second = createConsumer({ transport: f.transport, groupId, topics: [topic], routes })
     await second.start()
-    t.after(() => second.stop())
+    cleanup(t, () => second.stop())
     await waitFor(() => handled.length >= 100, { timeout: 30_000 })
     assert.deepEqual(
       [...handled].sort((a, b) => a - b),
@@ -139,7 +140,7 @@ export function consumerContract(name: string, setup: (t: TestContext) => Promis
       routes: { w: { handler: () => {} } }
     })
     await consumer.start()
-    t.after(() => consumer.stop())
+    cleanup(t, () => consumer.stop())
     const [dead] = await f.read(`${topic}.dlq`, 1)
     assert.equal(dead?.headers.get(DeadLetterHeaders.reason)?.toString(), 'invalid_json')
   })

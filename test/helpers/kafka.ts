@@ -18,6 +18,25 @@ import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.
 import { KafkaTransport } from '../../src/kafka/transport.ts'
 import { waitFor } from '../../src/util/wait.ts'
 
+const cleanups = new WeakMap<TestContext, Array<() => unknown>>()
+
+/**
+ * Registers cleanup work for the end of the test. Runs last-registered first (a consumer
+ * stops before the transport it uses closes), unlike `t.after`, which runs in order.
+ */
+export function cleanup(t: TestContext, fn: () => unknown): void {
+  let stack = cleanups.get(t)
+  if (!stack) {
+    const created: Array<() => unknown> = []
+    stack = created
+    cleanups.set(t, created)
+    t.after(async () => {
+      for (const step of created.reverse()) await step()
+    })
+  }
+  stack.push(fn)
+}
+
 /** The PLAINTEXT connection to the test cluster. */
 export function testConnection(): KafkaConnection {
   const brokers = process.env.KAFKA_BROKERS
@@ -61,7 +80,7 @@ export async function useTopic(
   const topic = uniqueName('test')
   const admin = new Admin(clientOptions(connection ?? testConnection()))
   await admin.createTopics({ topics: [topic], partitions, replicas })
-  t.after(async () => {
+  cleanup(t, async () => {
     await admin.deleteTopics({ topics: [topic] }).catch(() => {})
     await admin.close()
   })
@@ -71,7 +90,7 @@ export async function useTopic(
 /** A consumer group id for this test, deleted when the test ends. */
 export function useGroup(t: TestContext, connection?: KafkaConnection): string {
   const group = uniqueName('group')
-  t.after(async () => {
+  cleanup(t, async () => {
     const admin = new Admin(clientOptions(connection ?? testConnection()))
     await admin.deleteGroups({ groups: [group] }).catch(() => {})
     await admin.close()
@@ -87,7 +106,7 @@ export function useProducer(t: TestContext, connection?: KafkaConnection) {
     idempotent: true,
     acks: ProduceAcks.ALL
   })
-  t.after(() => producer.close(true))
+  cleanup(t, () => producer.close(true))
   return producer
 }
 
@@ -100,14 +119,14 @@ export function useConsumer(t: TestContext, groupId: string, connection?: KafkaC
     autocommit: false,
     maxWaitTime: 200
   })
-  t.after(() => consumer.close(true))
+  cleanup(t, () => consumer.close(true))
   return consumer
 }
 
 /** A Conveyor Kafka transport on the test cluster, closed when the test ends. */
 export function useTransport(t: TestContext, connection?: KafkaConnection) {
   const transport = new KafkaTransport({ connection: connection ?? testConnection(), maxWaitTime: 200 })
-  t.after(() => transport.close())
+  cleanup(t, () => transport.close())
   return transport
 }
 
@@ -120,7 +139,7 @@ export async function readAll(t: TestContext, topic: string, count: number, time
     autocommit: false,
     maxWaitTime: 200
   })
-  t.after(() => consumer.close(true))
+  cleanup(t, () => consumer.close(true))
   const stream = await consumer.consume({ topics: [topic], mode: 'earliest' })
   const records: {
     key: Buffer | undefined

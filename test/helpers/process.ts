@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import type { TestContext } from 'node:test'
 import { waitFor } from '../../src/util/wait.ts'
+import { cleanup } from './kafka.ts'
 
 const fixture = new URL('../fixtures/consumer-process.ts', import.meta.url).pathname
 
@@ -29,7 +30,7 @@ export async function startConsumerProcess(t: TestContext, env: Record<string, s
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (code, signal) => resolve({ code, signal }))
   )
-  t.after(() => {
+  cleanup(t, () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
   await waitFor(

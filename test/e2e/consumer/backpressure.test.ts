@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { waitFor } from '../../../src/util/wait.ts'
-import { useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
+import { cleanup, useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
 import { type Handled, orderViolations, produceKeyed } from '../../helpers/produce.ts'
 
 test('a slow handler against a large backlog never holds more than maxBuffered messages, and loses none', async (t) => {
@@ -36,9 +36,9 @@ test('a slow handler against a large backlog never holds more than maxBuffered m
   const sampler = setInterval(() => {
     highest = Math.max(highest, consumer.buffered)
   }, 2)
-  t.after(() => clearInterval(sampler))
+  cleanup(t, () => clearInterval(sampler))
   await consumer.start()
-  t.after(() => consumer.stop())
+  cleanup(t, () => consumer.stop())
 
   await waitFor(() => handled.length >= 1_000, { timeout: 60_000, description: '1 000 slow messages' })
   assert.ok(

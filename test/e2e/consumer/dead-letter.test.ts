@@ -5,6 +5,7 @@ import { DeadLetterHeaders } from '../../../src/dead-letter/record.ts'
 import { bounded } from '../../../src/retry/policy.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import {
+  cleanup,
   committedOffsets,
   readAll,
   useGroup,
@@ -49,7 +50,7 @@ test('a message failing every attempt lands in the DLQ with its original bytes a
     }
   })
   await consumer.start()
-  t.after(() => consumer.stop())
+  cleanup(t, () => consumer.stop())
 
   await waitFor(() => processed.length === 1, {
     timeout: 30_000,
@@ -109,7 +110,7 @@ test('undecodable values, non-object JSON and unknown types go to the DLQ with t
     routes: { ok: { handler: (m) => void handled.push(m.value) } }
   })
   await consumer.start()
-  t.after(() => consumer.stop())
+  cleanup(t, () => consumer.stop())
 
   const dead = await readAll(t, `${topic}.dlq`, bad.length)
   assert.deepEqual(

@@ -6,7 +6,7 @@ import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { Channels, type MessageRetryEvent, type PausedEvent } from '../../../src/instrumentation/channels.ts'
 import { forever } from '../../../src/retry/policy.ts'
 import { waitFor } from '../../../src/util/wait.ts'
-import { useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
+import { cleanup, useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
 import { type Handled, orderViolations, produceKeyed } from '../../helpers/produce.ts'
 
 interface Work {
@@ -44,7 +44,7 @@ test('key mode handles each key in offset order while many keys run at once', as
     }
   })
   await consumer.start()
-  t.after(() => consumer.stop())
+  cleanup(t, () => consumer.stop())
   await waitFor(() => handled.length >= count, { timeout: 120_000, description: `${count} messages` })
 
   assert.deepEqual(orderViolations(handled, count / keys), [], 'every key in order, none missing')
@@ -69,7 +69,7 @@ test('a key that fails for ever blocks only itself; once fixed, its messages fol
   const onPause = (event: unknown) => pauses.push(event as PausedEvent)
   subscribe(Channels.messageRetry, onRetry)
   subscribe(Channels.paused, onPause)
-  t.after(() => {
+  cleanup(t, () => {
     unsubscribe(Channels.messageRetry, onRetry)
     unsubscribe(Channels.paused, onPause)
   })
@@ -93,7 +93,7 @@ test('a key that fails for ever blocks only itself; once fixed, its messages fol
     }
   })
   await consumer.start()
-  t.after(() => consumer.stop())
+  cleanup(t, () => consumer.stop())
 
   await waitFor(() => handled.length >= count - count / keys, {
     timeout: 60_000,
@@ -154,7 +154,7 @@ test('a partition that fails for ever blocks only itself in partition mode', asy
     }
   })
   await consumer.start()
-  t.after(() => consumer.stop())
+  cleanup(t, () => consumer.stop())
 
   const blockedKeys = new Set<string>()
   await waitFor(

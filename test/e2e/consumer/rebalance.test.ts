@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { KafkaTransport } from '../../../src/kafka/transport.ts'
 import { waitFor } from '../../../src/util/wait.ts'
-import { testConnection, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
+import { cleanup, testConnection, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
 import { type Handled, orderViolations, produceKeyed } from '../../helpers/produce.ts'
 
 const byMember = new Map<string, number>()
@@ -39,7 +39,7 @@ function member(t: TestContext, name: string, topic: string, groupId: string, ha
     await consumer.stop()
     await transport.close()
   }
-  t.after(stop)
+  cleanup(t, stop)
   return { consumer, stop }
 }
 

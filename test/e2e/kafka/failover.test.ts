@@ -4,7 +4,7 @@ import { Admin, ConfigResourceTypes } from '@platformatic/kafka'
 import { type ClusterInfo, LocalKafka } from '../../../src/dev/kafka/index.ts'
 import { clientOptions, type KafkaConnection } from '../../../src/kafka/connection.ts'
 import { waitFor } from '../../../src/util/wait.ts'
-import { useConsumer, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
+import { cleanup, useConsumer, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
 
 // A three-broker cluster of its own, beside the single test broker.
 const cluster = new LocalKafka({
@@ -32,7 +32,7 @@ async function partitions(admin: Admin, topic: string) {
 test('a topic with replication factor 3 keeps accepting acks=all writes while one broker is stopped', async (t) => {
   assert.equal(info.brokers.filter((b) => b.running).length, 3, 'three brokers run')
   const admin = new Admin(clientOptions(connection))
-  t.after(() => admin.close())
+  cleanup(t, () => admin.close())
   const topic = await useTopic(t, { partitions: 3, replicas: 3, connection })
 
   const [config] = await admin.describeConfigs({
