@@ -1,4 +1,17 @@
-export { ConveyorError, type ConveyorErrorOptions, type ErrorCode, ErrorCodes } from './core/errors.ts'
+export { type Codec, DecodeError, jsonCodec } from './codec/json.ts'
+export { type ConsumerOptions, ConveyorConsumer, createConsumer, type Ordering } from './consumer/consumer.ts'
+export { type Envelope, EnvelopeHeaders, type EnvelopeInput, envelopeHeaders, newEnvelope, readEnvelope } from './core/envelope.ts'
+export {
+  ConveyorError,
+  type ConveyorErrorOptions,
+  type ErrorCode,
+  ErrorCodes,
+  isNonRetryable,
+  NonRetryableError
+} from './core/errors.ts'
+export { compose, type Handler, type HandlerContext, type Message, type Middleware } from './core/message.ts'
+export { DeadLetterHeaders } from './dead-letter/record.ts'
+export { Channels } from './instrumentation/channels.ts'
 export {
   clientOptions,
   type KafkaConnection,
@@ -6,4 +19,20 @@ export {
   translateKafkaError,
   verifyConnection
 } from './kafka/connection.ts'
+export { type Compression, KafkaTransport, type KafkaTransportOptions } from './kafka/transport.ts'
+export { ConveyorProducer, createProducer, type ProducerOptions, type SendOptions } from './producer/producer.ts'
+export {
+  type BoundedRetry,
+  backoff,
+  bounded,
+  decide,
+  forever,
+  type RetryDecision,
+  type RetryForever,
+  type RetryPolicy
+} from './retry/policy.ts'
+export { type Route, type Routes, type TypeSource } from './routing/routes.ts'
+export { withTimeout } from './routing/timeout.ts'
+export { type Stoppable, stopOnSignals } from './service/signals.ts'
+export type * from './transport/types.ts'
 export { type WaitForOptions, waitFor } from './util/wait.ts'
