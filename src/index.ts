@@ -1,6 +1,13 @@
 export { type Codec, DecodeError, jsonCodec } from './codec/json.ts'
 export { type ConsumerOptions, ConveyorConsumer, createConsumer, type Ordering } from './consumer/consumer.ts'
-export { type Envelope, EnvelopeHeaders, type EnvelopeInput, envelopeHeaders, newEnvelope, readEnvelope } from './core/envelope.ts'
+export {
+  type Envelope,
+  EnvelopeHeaders,
+  type EnvelopeInput,
+  envelopeHeaders,
+  newEnvelope,
+  readEnvelope
+} from './core/envelope.ts'
 export {
   ConveyorError,
   type ConveyorErrorOptions,
@@ -20,7 +27,12 @@ export {
   verifyConnection
 } from './kafka/connection.ts'
 export { type Compression, KafkaTransport, type KafkaTransportOptions } from './kafka/transport.ts'
-export { ConveyorProducer, createProducer, type ProducerOptions, type SendOptions } from './producer/producer.ts'
+export {
+  ConveyorProducer,
+  createProducer,
+  type ProducerOptions,
+  type SendOptions
+} from './producer/producer.ts'
 export {
   type BoundedRetry,
   backoff,
@@ -31,7 +43,7 @@ export {
   type RetryForever,
   type RetryPolicy
 } from './retry/policy.ts'
-export { type Route, type Routes, type TypeSource } from './routing/routes.ts'
+export type { Route, Routes, TypeSource } from './routing/routes.ts'
 export { withTimeout } from './routing/timeout.ts'
 export { type Stoppable, stopOnSignals } from './service/signals.ts'
 export type * from './transport/types.ts'

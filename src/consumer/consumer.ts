@@ -73,8 +73,11 @@ export interface ConsumerOptions {
   /** How long `stop()` and a revocation wait for in-flight handlers, ms. Default 30 000. */
   drainTimeout?: number
   /**
-   * Messages queued or in flight in the whole consumer, a hard bound: at it the consumer
-   * stops fetching and sets aside what still arrives (read again later). Default 10 000.
+   * Messages queued or in flight in the whole consumer. Past it, a partition holding its
+   * fair share (`maxBuffered` / assigned partitions) is paused: its further records are set
+   * aside and read again once it has drained a quarter. Records of the fetch response being
+   * delivered can overshoot by at most one fetch (the transport's `fetchMaxBytes`).
+   * Default 10 000.
    */
   maxBuffered?: number
   /**
@@ -158,20 +161,21 @@ const deadLetterRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
  * - `partition` ordering handles the messages of a partition one at a time in offset
  *   order; `key` ordering does so per key; a message being retried blocks only its
  *   partition (or key) while the others keep flowing.
- * - Memory stays bounded: past `maxBufferedPerPartition` a partition's further records
- *   are set aside and read again later (see docs/consumer.md); past `maxBuffered` the
- *   consumer stops fetching until work drains.
+ * - Memory stays bounded: a partition over its bound (see `maxBuffered` and
+ *   `maxBufferedPerPartition`) is paused on its own — its further records are set aside
+ *   and read again later (docs/consumer.md) — while the others keep flowing.
  */
 export class ConveyorConsumer {
   readonly groupId: string
   readonly #options: ResolvedOptions
   readonly #routes: RouteTable
   readonly #partitions = new Map<string, PartitionState>()
+  /** The partitions the group gave this member, once it said. */
+  #assignment: Set<string> | undefined
   readonly #lanes = new Map<string, Lane>()
   readonly #ready: Lane[] = []
   #active = 0
   #buffered = 0
-  #fetchPaused = false
   #subscription: Subscription | undefined
   #publisher: Publisher | undefined
   #state: ConsumerState = 'new'
@@ -293,12 +297,22 @@ export class ConveyorConsumer {
   }
 
   /** Commits, for every partition, the offset below which everything has finished. */
-  async commit(): Promise<void> {
-    if (this.#committing) return this.#committing
+  commit(): Promise<void> {
+    return this.#commitStates([...this.#partitions.values()])
+  }
+
+  async #commitStates(states: PartitionState[]): Promise<void> {
+    // One commit at a time; a caller that arrives during one waits for it, then commits
+    // what it asked for (a revocation's final commit must not be skipped).
+    while (this.#committing) await this.#committing.catch(() => {})
     const offsets: RecordPosition[] = []
-    for (const state of this.#partitions.values()) {
+    const byKey = new Map<string, PartitionState>()
+    for (const state of states) {
       const offset = state.progress.committable()
-      if (offset !== undefined) offsets.push({ ...state.tp, offset })
+      if (offset !== undefined) {
+        offsets.push({ ...state.tp, offset })
+        byKey.set(state.key, state)
+      }
     }
     if (offsets.length === 0 || !this.#subscription) return
     const started = performance.now()
@@ -307,7 +321,7 @@ export class ConveyorConsumer {
       .then(
         () => {
           for (const { topic, partition, offset } of offsets) {
-            this.#partitions.get(partitionKey(topic, partition))?.progress.committed(offset)
+            byKey.get(partitionKey(topic, partition))?.progress.committed(offset)
           }
           if (commitChannel.hasSubscribers) {
             commitChannel.publish({ groupId: this.groupId, offsets, duration: performance.now() - started })
@@ -376,6 +390,9 @@ export class ConveyorConsumer {
   /** Called synchronously for each delivered record, in offset order per partition. */
   #receive(record: InboundRecord): void {
     if (this.#state !== 'running' && this.#state !== 'starting') return
+    // A record of a partition this member no longer owns (fetched before a rebalance):
+    // handling it could commit past work its new owner has not done.
+    if (this.#assignment && !this.#assignment.has(partitionKey(record.topic, record.partition))) return
     const state = this.#partition(record.topic, record.partition)
     if (state.revoked) return
     const { progress } = state
@@ -384,13 +401,8 @@ export class ConveyorConsumer {
       progress.dropFrom(record.offset)
       return
     }
-    if (state.retrying > 0 && state.buffered >= this.#options.maxBufferedPerPartition) {
-      this.#pausePartition(state, record.offset, true)
-      return
-    }
-    if (this.#buffered >= this.#options.maxBuffered) {
-      // Records still arriving after the fetch stopped: a hard bound, not a soft one.
-      this.#pausePartition(state, record.offset, false)
+    if (this.#isFull(state)) {
+      this.#pausePartition(state, record.offset)
       return
     }
     const laneKey = this.#laneKey(state, record)
@@ -410,11 +422,22 @@ export class ConveyorConsumer {
     lane.queue.push(record)
     state.buffered++
     this.#buffered++
-    if (this.#buffered >= this.#options.maxBuffered && !this.#fetchPaused) {
-      this.#fetchPaused = true
-      this.#subscription?.pause()
-    }
     this.#schedule(lane)
+  }
+
+  /**
+   * Whether a partition may take no more records now. A partition blocked by a retry may
+   * hold `maxBufferedPerPartition`. Otherwise the consumer takes records freely until it
+   * holds `maxBuffered`; past that, each partition may hold its fair share of it, so the
+   * partitions delivered first cannot take the whole budget and starve the others.
+   */
+  #isFull(state: PartitionState): boolean {
+    if (state.retrying > 0) return state.buffered >= this.#options.maxBufferedPerPartition
+    return this.#buffered >= this.#options.maxBuffered && state.buffered >= this.#fairShare()
+  }
+
+  #fairShare(): number {
+    return Math.max(1, Math.floor(this.#options.maxBuffered / Math.max(1, this.#partitions.size)))
   }
 
   /**
@@ -447,29 +470,36 @@ export class ConveyorConsumer {
       lane.queue.length = write
       if (!lane.running && lane.head >= lane.queue.length) this.#lanes.delete(key)
     }
-    this.#pausePartition(state, cut, true)
-    this.#resumeFetchIfRoom()
+    this.#pausePartition(state, cut)
   }
 
-  /** Sets aside the partition's records from `offset` on; `park` when it may stay blocked for long. */
-  #pausePartition(state: PartitionState, offset: bigint, park: boolean): void {
+  /** Sets aside the partition's records from `offset` on and parks it (it may stay blocked for long). */
+  #pausePartition(state: PartitionState, offset: bigint): void {
     state.pausedTail = true
     state.progress.dropFrom(offset)
-    if (park) this.#subscription?.park(state.tp)
+    this.#subscription?.park(state.tp)
     if (pausedChannel.hasSubscribers) {
       pausedChannel.publish({ groupId: this.groupId, partition: state.tp, offset })
     }
   }
 
   /**
-   * Reads the set-aside records again once the partition is no longer blocked by a
-   * retry, or a quarter of its buffer is free (a blocked key may hold up to three
-   * quarters of it while its partition's other keys keep flowing).
+   * Reads the set-aside records again once the partition has room: when blocked by a
+   * retry, once a quarter of `maxBufferedPerPartition` is free (a blocked key may hold up
+   * to three quarters of it while its partition's other keys keep flowing); otherwise once
+   * the consumer is under three quarters of `maxBuffered` or the partition under three
+   * quarters of its fair share.
    */
   #maybeRewind(state: PartitionState): void {
     if (!state.pausedTail || state.revoked || this.#state !== 'running') return
-    if (this.#buffered > (this.#options.maxBuffered * 3) / 4) return
-    if (state.retrying > 0 && state.buffered > (this.#options.maxBufferedPerPartition * 3) / 4) return
+    if (state.retrying > 0) {
+      if (state.buffered > (this.#options.maxBufferedPerPartition * 3) / 4) return
+    } else if (
+      this.#buffered > (this.#options.maxBuffered * 3) / 4 &&
+      state.buffered > (this.#fairShare() * 3) / 4
+    ) {
+      return
+    }
     const from = state.progress.rewindPoint()
     state.pausedTail = false
     if (from === undefined) return
@@ -480,7 +510,9 @@ export class ConveyorConsumer {
 
   #assigned(partitions: TopicPartition[]): void {
     const now = new Set(partitions.map((p) => partitionKey(p.topic, p.partition)))
+    this.#assignment = now
     const revoked = [...this.#partitions.values()].filter((state) => !now.has(state.key))
+    for (const state of revoked) this.#partitions.delete(state.key)
     for (const tp of partitions) this.#partition(tp.topic, tp.partition)
     if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId: this.groupId, partitions })
     if (revoked.length > 0) void this.#revoke(revoked)
@@ -498,9 +530,7 @@ export class ConveyorConsumer {
     }
     const deadline = Date.now() + this.#options.drainTimeout
     while (states.some((s) => s.inFlight > 0) && Date.now() < deadline) await sleep(20)
-    await this.commit()
-    for (const state of states)
-      if (this.#partitions.get(state.key) === state) this.#partitions.delete(state.key)
+    await this.#commitStates(states)
     if (revokedChannel.hasSubscribers)
       revokedChannel.publish({ groupId: this.groupId, partitions: states.map((s) => s.tp) })
   }
@@ -572,21 +602,8 @@ export class ConveyorConsumer {
     if (lane.head < lane.queue.length) this.#schedule(lane)
     else if (this.#lanes.get(lane.key) === lane) this.#lanes.delete(lane.key)
     this.#maybeRewind(state)
-    this.#resumeFetchIfRoom()
     this.#pump()
     this.#checkIdle()
-  }
-
-  #resumeFetchIfRoom(): void {
-    if (
-      this.#fetchPaused &&
-      this.#buffered <= (this.#options.maxBuffered * 3) / 4 &&
-      this.#state === 'running'
-    ) {
-      this.#fetchPaused = false
-      this.#subscription?.resume()
-      for (const state of this.#partitions.values()) this.#maybeRewind(state)
-    }
   }
 
   #checkIdle(): void {

@@ -32,6 +32,13 @@ export interface KafkaTransportOptions {
   compression?: Compression
   /** Upper bound on records fetched but not yet delivered, per subscription. */
   highWaterMark?: number
+  /**
+   * Most bytes one fetch returns (all partitions). A consumer at its `maxBuffered` bound
+   * still takes the response being delivered, so this bounds the overshoot. Default 1 MiB.
+   */
+  fetchMaxBytes?: number
+  /** Most bytes one fetch returns per partition. Default 256 KiB. */
+  fetchMaxBytesPerPartition?: number
   /** Longest a fetch waits for new data on an idle topic, ms. */
   maxWaitTime?: number
 }
@@ -141,6 +148,7 @@ class KafkaSubscription implements Subscription {
   /** Parked partitions → the end offset their fetch position is held at (undefined while looking it up). */
   readonly #parked = new Map<string, bigint | undefined>()
   #closed = false
+  #pauseRequested = false
 
   constructor(transport: KafkaTransportOptions, options: SubscribeOptions, listener: SubscriptionListener) {
     this.#transport = transport
@@ -162,6 +170,8 @@ class KafkaSubscription implements Subscription {
       deserializers: { headerKey: stringDeserializer },
       autocommit: false,
       maxWaitTime: transport.maxWaitTime ?? 500,
+      maxBytes: transport.fetchMaxBytes ?? 1024 * 1024,
+      maxBytesPerPartition: transport.fetchMaxBytesPerPartition ?? 256 * 1024,
       highWaterMark: transport.highWaterMark ?? 1024
     }) as RawConsumer
   }
@@ -180,10 +190,25 @@ class KafkaSubscription implements Subscription {
     }
     this.#assigned(this.#consumer.assignments ?? [])
     this.#stream.on('data', (message: RawMessage) => this.#deliver(message))
+    this.#stream.on('fetch', () => this.#rotate())
     this.#stream.on('error', (error: Error) => {
       if (!this.#closed)
         this.#listener.failed(translateKafkaError(error, this.#transport.connection) as Error)
     })
+  }
+
+  /**
+   * Fairness across partitions. The stream asks for partitions in assignment order and the
+   * broker fills a response (up to `fetchMaxBytes`) in request order, so with a backlog the
+   * first partitions would take every response and the last ones starve. Rotating the order
+   * after each fetch gives every partition its turn at the front. Only the order changes:
+   * the set of assigned partitions, which the group protocol relies on, stays the same.
+   */
+  #rotate(): void {
+    for (const assignment of this.#consumer.assignments ?? []) {
+      const { partitions } = assignment
+      if (partitions.length > 1) partitions.push(partitions.shift()!)
+    }
   }
 
   #assigned(assignments: GroupAssignment[]): void {
@@ -191,6 +216,11 @@ class KafkaSubscription implements Subscription {
     for (const { topic, partitions: numbers } of assignments) {
       for (const partition of numbers) partitions.push({ topic, partition })
     }
+    // Seek and park states belong to the runtime's view of a partition it owns; a partition
+    // that left (and may come back later) starts clean.
+    const owned = new Set(partitions.map((p) => partitionKey(p.topic, p.partition)))
+    for (const key of [...this.#resyncs.keys()]) if (!owned.has(key)) this.#resyncs.delete(key)
+    for (const key of [...this.#parked.keys()]) if (!owned.has(key)) this.#parked.delete(key)
     this.#listener.assigned(partitions)
   }
 
@@ -253,11 +283,21 @@ class KafkaSubscription implements Subscription {
     )
   }
 
+  /**
+   * Stops fetching once the response being delivered is through. The pause is deferred to
+   * the next tick: records of one response are delivered synchronously, partition after
+   * partition, so pausing at once would hold back the later partitions of that response
+   * and hand the whole budget to the first one.
+   */
   pause(): void {
-    this.#stream?.pause()
+    this.#pauseRequested = true
+    process.nextTick(() => {
+      if (this.#pauseRequested) this.#stream?.pause()
+    })
   }
 
   resume(): void {
+    this.#pauseRequested = false
     // Records buffered while paused arrive now: restart the resync clocks.
     const now = Date.now()
     for (const resync of this.#resyncs.values()) resync.since = now

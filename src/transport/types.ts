@@ -75,7 +75,7 @@ export interface Subscription {
    * by the runtime).
    */
   park(partition: TopicPartition): void
-  /** Stops delivering records (all partitions) until `resume`. */
+  /** Stops fetching (all partitions) until `resume`; the batch being delivered may still arrive. */
   pause(): void
   resume(): void
   /** Commits the offsets (the next offset to read, per partition) for the group. */

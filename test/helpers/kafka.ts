@@ -15,7 +15,7 @@ import {
   stringSerializers
 } from '@platformatic/kafka'
 import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.ts'
-import { KafkaTransport } from '../../src/kafka/transport.ts'
+import { KafkaTransport, type KafkaTransportOptions } from '../../src/kafka/transport.ts'
 import { waitFor } from '../../src/util/wait.ts'
 
 const cleanups = new WeakMap<TestContext, Array<() => unknown>>()
@@ -124,8 +124,8 @@ export function useConsumer(t: TestContext, groupId: string, connection?: KafkaC
 }
 
 /** A Conveyor Kafka transport on the test cluster, closed when the test ends. */
-export function useTransport(t: TestContext, connection?: KafkaConnection) {
-  const transport = new KafkaTransport({ connection: connection ?? testConnection(), maxWaitTime: 200 })
+export function useTransport(t: TestContext, options: Partial<KafkaTransportOptions> = {}) {
+  const transport = new KafkaTransport({ connection: testConnection(), maxWaitTime: 200, ...options })
   cleanup(t, () => transport.close())
   return transport
 }
