@@ -120,6 +120,10 @@ interface PartitionState {
   revoked: boolean
   /** Aborted when the partition is revoked: retry waits end, abandoned work is not committed. */
   readonly revocation: AbortController
+  /** Aborted at stop() or revocation: ends retry and DLQ waits. */
+  readonly waits: AbortSignal
+  /** Handed to handlers: aborted past the drain timeout or at revocation. */
+  readonly handlerSignal: AbortSignal
 }
 
 type Outcome = 'processed' | 'dead-lettered' | 'ignored' | 'abandoned'
@@ -360,6 +364,7 @@ export class ConveyorConsumer {
     const key = partitionKey(topic, partition)
     let state = this.#partitions.get(key)
     if (!state) {
+      const revocation = new AbortController()
       state = {
         key,
         tp: { topic, partition },
@@ -369,7 +374,9 @@ export class ConveyorConsumer {
         pausedTail: false,
         retrying: 0,
         revoked: false,
-        revocation: new AbortController()
+        revocation,
+        waits: AbortSignal.any([this.#stopping.signal, revocation.signal]),
+        handlerSignal: AbortSignal.any([this.#handlerAbort.signal, revocation.signal])
       }
       this.#partitions.set(key, state)
     }
@@ -625,7 +632,7 @@ export class ConveyorConsumer {
 
   async #handle(record: InboundRecord, state: PartitionState): Promise<Outcome> {
     const started = performance.now()
-    const signal = AbortSignal.any([this.#stopping.signal, state.revocation.signal])
+    const signal = state.waits
     let message: Message | undefined
     let route: CompiledRoute | undefined
     let attempt = 1
@@ -689,10 +696,7 @@ export class ConveyorConsumer {
       return done(outcome)
     }
 
-    const context: HandlerContext = {
-      signal: AbortSignal.any([this.#handlerAbort.signal, state.revocation.signal]),
-      groupId: this.groupId
-    }
+    const context: HandlerContext = { signal: state.handlerSignal, groupId: this.groupId }
     for (;;) {
       if (signal.aborted) return done('abandoned')
       try {
