@@ -152,6 +152,12 @@ const defaults = {
   maxBufferedPerPartition: 1_000
 }
 
+/** Decoding that fails for a transient reason (registry down) is retried with this policy. */
+const decodeRetry = forever({ initialDelay: 250, maxDelay: 10_000 })
+
+/** What #decode answers when the consumer stopped while it waited. */
+const abandoned = Symbol('abandoned')
+
 /** Dead-letter writes that fail are retried with this policy until they succeed or the consumer stops. */
 const deadLetterRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
 
@@ -652,10 +658,8 @@ export class ConveyorConsumer {
     }
 
     try {
-      const value = await this.#options.codec.decode(record.value, {
-        topic: record.topic,
-        headers: record.headers
-      })
+      const value = await this.#decode(record, signal)
+      if (value === abandoned) return done('abandoned')
       const type = readType(this.#options.typeFrom, value, record.headers)
       route = type === undefined ? undefined : this.#routes.get(type)
       if (!route) {
@@ -739,6 +743,25 @@ export class ConveyorConsumer {
         if (!waited) return done('abandoned')
         attempt++
         message = { ...message, attempt }
+      }
+    }
+  }
+
+  /**
+   * Decodes a record. A retryable failure (the schema registry is unreachable) is not the
+   * message's fault: it waits with capped backoff and tries again, never dead-letters.
+   */
+  async #decode(record: InboundRecord, signal: AbortSignal): Promise<unknown> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#options.codec.decode(record.value, {
+          topic: record.topic,
+          headers: record.headers
+        })
+      } catch (error) {
+        if (!(error instanceof ConveyorError) || !error.retryable) throw error
+        errorChannel.publish({ groupId: this.groupId, error, fatal: false, context: 'decode' })
+        if (!(await wait(backoff(decodeRetry, attempt), signal))) return abandoned
       }
     }
   }

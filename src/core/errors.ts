@@ -17,6 +17,10 @@ export const ErrorCodes = {
   HANDLER_TIMEOUT: 'CONVEYOR_HANDLER_TIMEOUT',
   /** Writing a record (to a topic or a DLQ) was not acknowledged. Retryable. */
   PUBLISH: 'CONVEYOR_PUBLISH',
+  /** A schema registry request failed: `status` and `errorCode` say how; retryable when the registry is unreachable or failing (5xx). */
+  REGISTRY: 'CONVEYOR_REGISTRY',
+  /** The registry refused a schema as incompatible with the subject's earlier versions. */
+  INCOMPATIBLE_SCHEMA: 'CONVEYOR_INCOMPATIBLE_SCHEMA',
   /** The broker rejected the client's credentials (SASL). Not retryable. */
   KAFKA_AUTHENTICATION: 'CONVEYOR_KAFKA_AUTHENTICATION',
   /** No Kafka broker answered in time. Retryable. */

@@ -1,0 +1,29 @@
+import { DecodeError } from '../codec/json.ts'
+
+/**
+ * The Confluent wire format: magic byte 0, the schema id as a 4-byte big-endian integer,
+ * then the encoded payload.
+ */
+export function frame(schemaId: number, payload: Buffer): Buffer {
+  const header = Buffer.allocUnsafe(5)
+  header.writeUInt8(0, 0)
+  header.writeInt32BE(schemaId, 1)
+  return Buffer.concat([header, payload])
+}
+
+/** Splits a framed value; anything that is not one is a `DecodeError` (`bad_magic_byte`). */
+export function unframe(bytes: Buffer | null): { schemaId: number; payload: Buffer } {
+  if (bytes === null || bytes.length < 5) {
+    throw new DecodeError(
+      'bad_magic_byte',
+      `the value is not in the schema registry wire format (${bytes === null ? 'no value' : `${bytes.length} bytes`})`
+    )
+  }
+  if (bytes[0] !== 0) {
+    throw new DecodeError(
+      'bad_magic_byte',
+      `the value starts with byte ${bytes[0]}, not the wire format's magic byte 0`
+    )
+  }
+  return { schemaId: bytes.readInt32BE(1), payload: bytes.subarray(5) }
+}
