@@ -8,6 +8,7 @@ import { SchemasLog } from './kafka-log.ts'
 import {
   configKey,
   deleteSubjectKey,
+  modeKey,
   RegistryStore,
   type StoredVersion,
   schemaKey,
@@ -138,6 +139,8 @@ export class EmbeddedRegistry {
           return [200, this.#version(a, c, deleted).schema]
         if (c !== undefined && d === 'referencedby' && method === 'GET')
           return [200, this.#referencedBy(a, c)]
+        if (c !== undefined && d === undefined && method === 'DELETE')
+          return [200, await this.#deleteVersion(a, c, query.get('permanent') === 'true')]
       }
     }
     if (root === 'schemas') {
@@ -213,6 +216,14 @@ export class EmbeddedRegistry {
     }
     if (root === 'mode' && method === 'GET')
       return [200, { mode: this.store.modes.get(a ?? null) ?? this.store.modes.get(null) ?? 'READWRITE' }]
+    if (root === 'mode' && method === 'PUT') {
+      const mode = (body as { mode?: string } | undefined)?.mode
+      if (mode !== 'READWRITE' && mode !== 'READONLY' && mode !== 'IMPORT') {
+        throw new HttpError(422, 42204, 'Invalid mode. Valid values are READWRITE, READONLY and IMPORT')
+      }
+      await this.#write(modeKey(a ?? null), JSON.stringify({ mode }))
+      return [200, { mode }]
+    }
     if (root === undefined && method === 'GET') return [200, {}]
     throw new HttpError(404, 404, 'HTTP 404 Not Found')
   }
@@ -299,6 +310,8 @@ export class EmbeddedRegistry {
   #register(subject: string, body: unknown): Promise<number> {
     return this.#serialised(async () => {
       await this.#log.sync()
+      const mode = this.store.modes.get(subject) ?? this.store.modes.get(null) ?? 'READWRITE'
+      if (mode === 'READONLY') throw new HttpError(422, 42205, `Subject ${subject} is in read-only mode`)
       const parsed = this.#parse(body)
       const all = this.store.allVersions(subject)
       const live = all.filter((v) => !v.deleted)
@@ -359,6 +372,31 @@ export class EmbeddedRegistry {
         JSON.stringify({ subject, version: live.at(-1)!.version })
       )
       return live.map((v) => v.version)
+    })
+  }
+
+  #deleteVersion(subject: string, version: string, permanent: boolean): Promise<number> {
+    return this.#serialised(async () => {
+      const target = this.#version(subject, version, permanent)
+      if (permanent) {
+        if (!target.deleted) {
+          throw new HttpError(
+            404,
+            40407,
+            `Subject '${subject}' Version ${target.version} was not deleted first before being permanently deleted`
+          )
+        }
+        await this.#log.write(schemaKey(subject, target.version), null)
+      } else {
+        if (target.deleted)
+          throw new HttpError(
+            404,
+            40406,
+            `Subject '${subject}' Version ${target.version} was soft deleted.Set permanent=true to delete permanently`
+          )
+        await this.#log.write(schemaKey(subject, target.version), schemaValue({ ...target, deleted: true }))
+      }
+      return target.version
     })
   }
 

@@ -16,8 +16,10 @@ export interface AvroCodecOptions {
   schemas?: Record<string, string | object>
   /** Field of the decoded value that holds the message type. Default `message_type`. */
   typeField?: string
-  /** How the subject of an encoded value is named. Default `topic` (`<topic>-value`). */
+  /** How the subject of an encoded value is named. Default `topic` (`<topic>-value`, or `<topic>-key`). */
   subjectNameStrategy?: SubjectNameStrategy
+  /** Whether this codec encodes record keys or values (the `topic` strategy's suffix). Default `value`. */
+  target?: 'key' | 'value'
   /** Register schemas when encoding (default) or only look them up. */
   autoRegister?: boolean
 }
@@ -38,6 +40,7 @@ export class AvroCodec implements Codec {
   readonly #typeField: string
   readonly #strategy: SubjectNameStrategy
   readonly #autoRegister: boolean
+  readonly #target: 'key' | 'value'
   readonly #readers = new Map<string, AvroType>()
   readonly #writers = new Map<number, Promise<AvroType>>()
   readonly #resolvers = new Map<string, unknown>()
@@ -49,6 +52,7 @@ export class AvroCodec implements Codec {
     this.#typeField = options.typeField ?? 'message_type'
     this.#strategy = options.subjectNameStrategy ?? 'topic'
     this.#autoRegister = options.autoRegister ?? true
+    this.#target = options.target ?? 'value'
     for (const [type, schema] of Object.entries(options.schemas ?? {})) {
       try {
         this.#readers.set(
@@ -140,7 +144,7 @@ export class AvroCodec implements Codec {
       case 'topic-record':
         return `${topic}-${name}`
       default:
-        return `${topic}-value`
+        return `${topic}-${this.#target}`
     }
   }
 
