@@ -1,8 +1,10 @@
 import { ConveyorError } from '../core/errors.ts'
 import type { Command, CommandIO } from './command.ts'
 import { kafkaCommand } from './commands/kafka.ts'
+import { registryCommand } from './commands/registry.ts'
+import { schemasCommand } from './commands/schemas.ts'
 
-const commands: Command[] = [kafkaCommand]
+const commands: Command[] = [kafkaCommand, registryCommand, schemasCommand]
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length))

@@ -1,0 +1,95 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { type AvroSchema, parseAvro } from './avro/model.ts'
+import { type CompatibilityLevel, checkCompatibility } from './compatibility.ts'
+
+/** One schema file of the catalog: `<message_type>_v<version>.avsc`. */
+export interface CatalogEntry {
+  type: string
+  version: number
+  file: string
+  source: string
+  schema: AvroSchema
+}
+
+const fileName = /^([a-z][a-z0-9_]*)_v(\d+)\.avsc$/
+
+/**
+ * Reads a schema catalog: every `<message_type>_v<version>.avsc` below `root` (e.g.
+ * `schemas/commands/`, `schemas/events/`), grouped by message type, versions ascending.
+ * A file with another name, or one that is not a valid Avro schema, is an error naming it.
+ */
+export function loadCatalog(root: string): Map<string, CatalogEntry[]> {
+  const catalog = new Map<string, CatalogEntry[]>()
+  for (const file of walk(root)) {
+    if (!file.endsWith('.avsc')) continue
+    const name = file.slice(file.lastIndexOf('/') + 1)
+    const match = fileName.exec(name)
+    if (!match) {
+      throw new ConveyorError(
+        ErrorCodes.INVALID_OPTION,
+        `${relative(process.cwd(), file)}: schema files are named <message_type>_v<version>.avsc`,
+        { path: file }
+      )
+    }
+    const source = readFileSync(file, 'utf8')
+    let schema: AvroSchema
+    try {
+      schema = parseAvro(source)
+    } catch (error) {
+      throw new ConveyorError(
+        ErrorCodes.INVALID_OPTION,
+        `${relative(process.cwd(), file)}: ${(error as Error).message}`,
+        { path: file, cause: error }
+      )
+    }
+    const entry = { type: match[1]!, version: Number(match[2]), file, source, schema }
+    catalog.set(entry.type, [...(catalog.get(entry.type) ?? []), entry])
+  }
+  for (const entries of catalog.values()) entries.sort((a, b) => a.version - b.version)
+  return catalog
+}
+
+function walk(directory: string): string[] {
+  return readdirSync(directory).flatMap((name) => {
+    const path = join(directory, name)
+    return statSync(path).isDirectory() ? walk(path) : [path]
+  })
+}
+
+export interface CatalogProblem {
+  type: string
+  file: string
+  message: string
+}
+
+/**
+ * Checks a catalog: versions of a type run 1, 2, 3 … without gaps, and each version is
+ * compatible with the ones before it at `level` (as the registry would check it).
+ */
+export function checkCatalog(
+  catalog: Map<string, CatalogEntry[]>,
+  level: CompatibilityLevel
+): CatalogProblem[] {
+  const problems: CatalogProblem[] = []
+  for (const [type, entries] of catalog) {
+    entries.forEach((entry, index) => {
+      if (entry.version !== index + 1) {
+        problems.push({
+          type,
+          file: entry.file,
+          message: `expected version ${index + 1}, found ${entry.version}: versions run 1, 2, 3 … without gaps`
+        })
+      }
+      if (index === 0) return
+      const result = checkCompatibility(
+        level,
+        entry.schema,
+        entries.slice(0, index).map((e) => e.schema)
+      )
+      for (const message of result.messages) problems.push({ type, file: entry.file, message })
+    })
+  }
+  return problems
+}
