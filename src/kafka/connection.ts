@@ -140,3 +140,15 @@ function findByCode(error: unknown, code: string, depth = 0): unknown {
   }
   return findByCode(candidate.cause, code, depth + 1)
 }
+
+/** True when a client error, or one nested in it, carries the broker error `apiId` (e.g. TOPIC_ALREADY_EXISTS). */
+export function hasApiId(error: unknown, apiId: string, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 8) return false
+  const candidate = error as { apiId?: unknown; errors?: unknown[]; cause?: unknown }
+  if (candidate.apiId === apiId) return true
+  return (
+    (Array.isArray(candidate.errors) &&
+      candidate.errors.some((inner) => hasApiId(inner, apiId, depth + 1))) ||
+    hasApiId(candidate.cause, apiId, depth + 1)
+  )
+}

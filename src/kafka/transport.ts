@@ -22,7 +22,7 @@ import {
   type TopicPartition,
   type Transport
 } from '../transport/types.ts'
-import { clientOptions, type KafkaConnection, translateKafkaError } from './connection.ts'
+import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
 
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
 
@@ -423,15 +423,4 @@ function toHeaderMap(headers: OutboundRecord['headers']): Map<string, Buffer> | 
   if (!headers) return undefined
   const entries = headers instanceof Map ? [...headers.entries()] : Object.entries(headers)
   return new Map(entries.map(([key, value]) => [key, typeof value === 'string' ? Buffer.from(value) : value]))
-}
-
-function hasApiId(error: unknown, apiId: string, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > 8) return false
-  const candidate = error as { apiId?: unknown; errors?: unknown[]; cause?: unknown }
-  if (candidate.apiId === apiId) return true
-  return (
-    (Array.isArray(candidate.errors) &&
-      candidate.errors.some((inner) => hasApiId(inner, apiId, depth + 1))) ||
-    hasApiId(candidate.cause, apiId, depth + 1)
-  )
 }

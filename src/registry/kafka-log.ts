@@ -8,7 +8,7 @@ import {
   stringDeserializers
 } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
-import { clientOptions, type KafkaConnection, translateKafkaError } from '../kafka/connection.ts'
+import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from '../kafka/connection.ts'
 import { waitFor } from '../util/wait.ts'
 
 export interface SchemasLogOptions {
@@ -53,12 +53,8 @@ export class SchemasLog {
             configs: [{ name: 'cleanup.policy', value: 'compact' }]
           })
           .catch((error: unknown) => {
-            if (
-              !String((error as Error).message).includes('exists') &&
-              !JSON.stringify(error).includes('TOPIC_ALREADY_EXISTS')
-            ) {
-              throw error
-            }
+            // Another registry process created it first.
+            if (!hasApiId(error, 'TOPIC_ALREADY_EXISTS')) throw error
           })
       }
     } catch (error) {

@@ -4,6 +4,7 @@ import type { KafkaConnection } from '../kafka/connection.ts'
 import { type AvroSchema, parseAvro } from '../schema/avro/model.ts'
 import { type CompatibilityLevel, CompatibilityLevels, checkCompatibility } from '../schema/compatibility.ts'
 import type { SchemaReference, SchemaType } from '../schema/registry-client.ts'
+import { RegistryElection } from './election.ts'
 import { SchemasLog } from './kafka-log.ts'
 import {
   configKey,
@@ -39,6 +40,11 @@ export interface RegistryOptions {
   topic?: string
   port?: number
   host?: string
+  /**
+   * Elect one writer among registry processes sharing the topic (default true); the others
+   * forward writes to it. Off, this process writes as if it were alone.
+   */
+  elect?: boolean
 }
 
 interface Request {
@@ -59,6 +65,7 @@ export class EmbeddedRegistry {
   readonly #log: SchemasLog
   readonly #options: RegistryOptions
   #server: Server | undefined
+  #election: RegistryElection | undefined
   /** Writes one at a time: ids and versions are assigned from the state they read. */
   #writing: Promise<unknown> = Promise.resolve()
 
@@ -77,10 +84,25 @@ export class EmbeddedRegistry {
       this.#server!.listen(this.#options.port ?? 8081, this.#options.host ?? '127.0.0.1', resolve)
     )
     const { address, port } = this.#server.address() as AddressInfo
-    return `http://${address}:${port}`
+    const url = `http://${address}:${port}`
+    if (this.#options.elect !== false) {
+      this.#election = new RegistryElection({
+        connection: this.#options.connection,
+        topic: this.#log.topic,
+        url
+      })
+      await this.#election.start()
+    }
+    return url
+  }
+
+  /** Whether this process is the one that writes (always, without election). */
+  get isLeader(): boolean {
+    return this.#election?.isLeader ?? true
   }
 
   async stop(): Promise<void> {
+    await this.#election?.stop()
     await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()))
     this.#server?.closeAllConnections()
     await this.#log.close()
@@ -106,7 +128,19 @@ export class EmbeddedRegistry {
         }
       }
       const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent)
-      const request: Request = { method: incoming.method ?? 'GET', parts, query: url.searchParams, body }
+      const method = incoming.method ?? 'GET'
+      const write =
+        method === 'PUT' ||
+        method === 'DELETE' ||
+        (method === 'POST' && parts[0] === 'subjects' && parts[2] === 'versions')
+      if (write && this.#election && !this.#election.isLeader) {
+        if (incoming.headers['x-conveyor-forwarded'])
+          throw new HttpError(500, 50004, 'This registry is not the leader')
+        const [status, answer] = await this.#forward(method, incoming.url ?? '/', text)
+        send(status, answer)
+        return
+      }
+      const request: Request = { method, parts, query: url.searchParams, body }
       const [status, answer] = await this.#route(request)
       send(status, answer)
     } catch (error) {
@@ -226,6 +260,33 @@ export class EmbeddedRegistry {
     }
     if (root === undefined && method === 'GET') return [200, {}]
     throw new HttpError(404, 404, 'HTTP 404 Not Found')
+  }
+
+  /** Sends a write to the leader and answers with what it answered, once this process has read the result. */
+  async #forward(method: string, path: string, body: string): Promise<[number, string]> {
+    let leader = this.#election!.leaderUrl
+    if (!leader) {
+      await this.#election!.refresh()
+      leader = this.#election!.leaderUrl
+    }
+    if (!leader) throw new HttpError(500, 50004, 'Unknown leader: no registry process has been elected yet')
+    let response: Response
+    try {
+      response = await fetch(new URL(path, leader), {
+        method,
+        headers: { 'content-type': 'application/vnd.schemaregistry.v1+json', 'x-conveyor-forwarded': '1' },
+        ...(body.length > 0 ? { body } : {})
+      })
+    } catch (error) {
+      throw new HttpError(
+        500,
+        50003,
+        `Error while forwarding the request to the leader ${leader}: ${(error as Error).message}`
+      )
+    }
+    const answer = await response.text()
+    await this.#log.sync()
+    return [response.status, answer]
   }
 
   #subjects(deleted: boolean): string[] {
