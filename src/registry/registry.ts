@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { KafkaConnection } from '../kafka/connection.ts'
-import { type AvroSchema, parseAvro } from '../schema/avro/model.ts'
+import { type AvroSchema, normalizeAvro, parseAvro } from '../schema/avro/model.ts'
 import { type CompatibilityLevel, CompatibilityLevels, checkCompatibility } from '../schema/compatibility.ts'
 import type { SchemaReference, SchemaType } from '../schema/registry-client.ts'
 import { RegistryElection } from './election.ts'
@@ -160,13 +160,14 @@ export class EmbeddedRegistry {
     if (root === 'subjects') {
       if (a === undefined && method === 'GET') return [200, this.#subjects(deleted)]
       if (a !== undefined && b === undefined && method === 'POST')
-        return [200, this.#lookup(a, body, deleted)]
+        return [200, this.#lookup(a, body, deleted, query.get('normalize') === 'true')]
       if (a !== undefined && b === undefined && method === 'DELETE')
         return [200, await this.#deleteSubject(a, query.get('permanent') === 'true')]
       if (a !== undefined && b === 'versions') {
         if (c === undefined && method === 'GET')
           return [200, this.#versions(a, deleted).map((v) => v.version)]
-        if (c === undefined && method === 'POST') return [200, { id: await this.#register(a, body) }]
+        if (c === undefined && method === 'POST')
+          return [200, { id: await this.#register(a, body, query.get('normalize') === 'true') }]
         if (c !== undefined && d === undefined && method === 'GET')
           return [200, versionAnswer(this.#version(a, c, deleted))]
         if (c !== undefined && d === 'schema' && method === 'GET')
@@ -342,38 +343,47 @@ export class EmbeddedRegistry {
   }
 
   /** Parses an Avro candidate (with its references resolved) or fails with 42201. */
-  #parse(body: unknown): Parsed {
+  #parse(body: unknown, normalize = false): Parsed {
     const input = this.#input(body)
     try {
       if (input.schemaType === 'JSON')
-        return { input, avro: undefined, canonical: JSON.stringify(JSON.parse(input.schema)) }
+        return {
+          input,
+          avro: undefined,
+          canonical: JSON.stringify(JSON.parse(input.schema)),
+          normalize: false
+        }
       const named = new Map<string, AvroSchema>()
       for (const reference of input.references) {
         const referenced = this.#version(reference.subject, String(reference.version), false)
         const parsed = parseAvro(referenced.schema, named)
         if ('fullName' in parsed) named.set(parsed.fullName, parsed)
       }
-      return { input, avro: parseAvro(input.schema, named), canonical: canonical(input.schema) }
+      const avro = parseAvro(input.schema, named)
+      if (!normalize) return { input, avro, canonical: canonical(input.schema), normalize }
+      // normalize=true: the normalized text is what is compared and what is stored.
+      const normalized = normalizeAvro(avro)
+      return { input: { ...input, schema: normalized }, avro, canonical: normalized, normalize }
     } catch (error) {
       if (error instanceof HttpError) throw error
       throw new HttpError(422, 42201, `Invalid schema ${input.schema}: ${(error as Error).message}`)
     }
   }
 
-  #lookup(subject: string, body: unknown, deleted: boolean): unknown {
-    const parsed = this.#parse(body)
+  #lookup(subject: string, body: unknown, deleted: boolean, normalize: boolean): unknown {
+    const parsed = this.#parse(body, normalize)
     const versions = this.#versions(subject, deleted)
     const found = versions.find((v) => sameSchema(v, parsed))
     if (!found) throw notFound.schema()
     return versionAnswer(found)
   }
 
-  #register(subject: string, body: unknown): Promise<number> {
+  #register(subject: string, body: unknown, normalize: boolean): Promise<number> {
     return this.#serialised(async () => {
       await this.#log.sync()
       const mode = this.store.modes.get(subject) ?? this.store.modes.get(null) ?? 'READWRITE'
       if (mode === 'READONLY') throw new HttpError(422, 42205, `Subject ${subject} is in read-only mode`)
-      const parsed = this.#parse(body)
+      const parsed = this.#parse(body, normalize)
       const all = this.store.allVersions(subject)
       const live = all.filter((v) => !v.deleted)
       const existing = live.find((v) => sameSchema(v, parsed))
@@ -476,6 +486,8 @@ interface Parsed {
   input: { schema: string; schemaType: SchemaType; references: SchemaReference[] }
   avro: AvroSchema | undefined
   canonical: string
+  /** Compare normalized forms (the request said `normalize=true`). */
+  normalize: boolean
 }
 
 function canonical(schema: string): string {
@@ -487,11 +499,23 @@ function canonical(schema: string): string {
 }
 
 function sameSchema(version: StoredVersion, parsed: Parsed): boolean {
+  const text =
+    parsed.normalize && version.schemaType === 'AVRO'
+      ? normalizedText(version.schema)
+      : canonical(version.schema)
   return (
     version.schemaType === parsed.input.schemaType &&
-    canonical(version.schema) === parsed.canonical &&
+    text === parsed.canonical &&
     JSON.stringify(version.references) === JSON.stringify(parsed.input.references)
   )
+}
+
+function normalizedText(schema: string): string {
+  try {
+    return normalizeAvro(parseAvro(schema))
+  } catch {
+    return canonical(schema)
+  }
 }
 
 function check(level: CompatibilityLevel, candidate: Parsed, existing: StoredVersion[]) {

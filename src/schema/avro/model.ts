@@ -203,3 +203,48 @@ function parseNamed(
   }
   return record
 }
+
+/**
+ * The normalized JSON text of a schema (the registry's `normalize=true`): names written as
+ * full names without a separate namespace, attributes in one fixed order, whitespace
+ * removed, primitives as bare names. Two schemas that differ only in those ways normalize to
+ * the same text. Docs, defaults, aliases and logical types are kept: they change meaning.
+ */
+export function normalizeAvro(schema: AvroSchema): string {
+  const seen = new Set<string>()
+  const write = (s: AvroSchema): unknown => {
+    switch (s.type) {
+      case 'record':
+      case 'enum':
+      case 'fixed': {
+        if (seen.has(s.fullName)) return s.fullName
+        seen.add(s.fullName)
+        const base: Record<string, unknown> = { type: s.type, name: s.fullName }
+        if (s.aliases.length > 0) base.aliases = [...s.aliases].sort()
+        if (s.type === 'fixed') base.size = s.size
+        if (s.type === 'enum') {
+          base.symbols = s.symbols
+          if (s.default !== undefined) base.default = s.default
+        }
+        if (s.type === 'record') {
+          base.fields = s.fields.map((field) => ({
+            name: field.name,
+            type: write(field.type),
+            ...(field.hasDefault ? { default: field.default } : {}),
+            ...(field.aliases.length > 0 ? { aliases: [...field.aliases].sort() } : {})
+          }))
+        }
+        return base
+      }
+      case 'array':
+        return { type: 'array', items: write(s.items) }
+      case 'map':
+        return { type: 'map', values: write(s.values) }
+      case 'union':
+        return s.branches.map(write)
+      default:
+        return s.logicalType ? { type: s.type, logicalType: s.logicalType } : s.type
+    }
+  }
+  return JSON.stringify(write(schema))
+}

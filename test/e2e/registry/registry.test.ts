@@ -145,3 +145,32 @@ test('a soft-deleted subject disappears, can be listed with deleted=true, and is
   assert.deepEqual((await call('GET', 'subjects?deleted=true')).body, [])
   assert.equal((await call('GET', 'schemas/types')).status, 200)
 })
+
+test('with normalize=true, schemas that differ only in namespace spelling, attribute order or whitespace are one version', async (t) => {
+  const { url } = await useRegistry(t)
+  const post = async (path: string, schema: string) => {
+    const response = await fetch(`${url}/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({ schema })
+    })
+    return (await response.json()) as Record<string, unknown>
+  }
+  const spelledOut = JSON.stringify({
+    type: 'record',
+    namespace: 'shop',
+    name: 'Order',
+    fields: [{ name: 'id', type: { type: 'string' } }]
+  })
+  const compact = JSON.stringify({
+    name: 'shop.Order',
+    fields: [{ type: 'string', name: 'id' }],
+    type: 'record'
+  })
+  const first = await post('subjects/orders-value/versions?normalize=true', spelledOut)
+  const second = await post('subjects/orders-value/versions?normalize=true', compact)
+  assert.equal(second.id, first.id, 'the same schema once normalized')
+  assert.equal((await post('subjects/orders-value?normalize=true', compact)).version, 1, 'lookup finds it')
+  const third = await post('subjects/orders-value/versions', compact)
+  assert.notEqual(third.id, first.id, 'without normalize the spelling counts')
+})
