@@ -1,8 +1,10 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { readerWriterIncompatibilities } from './avro/compatibility.ts'
 import { type AvroSchema, parseAvro } from './avro/model.ts'
 import { type CompatibilityLevel, checkCompatibility } from './compatibility.ts'
+import type { SchemaRegistryClient } from './registry-client.ts'
 
 /** One schema file of the catalog: `<message_type>_v<version>.avsc`. */
 export interface CatalogEntry {
@@ -92,4 +94,73 @@ export function checkCatalog(
     })
   }
   return problems
+}
+
+/** The subject a message type's schemas are registered under. Default: the record strategy, the type itself. */
+export type SubjectOf = (type: string) => string
+
+/**
+ * Registers, in version order, every schema of the given message types (what a service
+ * produces) and resolves with the id of each type's latest version. Run at start-up.
+ */
+export async function registerCatalog(
+  registry: SchemaRegistryClient,
+  catalog: Map<string, CatalogEntry[]>,
+  types: string[],
+  subjectOf: SubjectOf = (type) => type
+): Promise<Map<string, number>> {
+  const ids = new Map<string, number>()
+  for (const type of types) {
+    const entries = catalog.get(type)
+    if (!entries || entries.length === 0) {
+      throw new ConveyorError(ErrorCodes.INVALID_OPTION, `the schema catalog has no schema for "${type}"`, {
+        path: type
+      })
+    }
+    for (const entry of entries)
+      ids.set(type, await registry.register(subjectOf(type), { schema: entry.source }))
+  }
+  return ids
+}
+
+/**
+ * Verifies that a service can read what is registered for the types it consumes: each
+ * type's latest catalog schema (the reader) must read every live version of the type's
+ * subject (the writers). Throws one error listing every problem. Run at start-up.
+ */
+export async function verifyCatalog(
+  registry: SchemaRegistryClient,
+  catalog: Map<string, CatalogEntry[]>,
+  types: string[],
+  subjectOf: SubjectOf = (type) => type
+): Promise<void> {
+  const problems: string[] = []
+  for (const type of types) {
+    const reader = catalog.get(type)?.at(-1)
+    if (!reader) {
+      problems.push(`${type}: no schema in the catalog`)
+      continue
+    }
+    let versions: number[]
+    try {
+      versions = await registry.listVersions(subjectOf(type))
+    } catch (error) {
+      if ((error as { errorCode?: number }).errorCode === 40401) continue // nothing written yet
+      throw error
+    }
+    for (const version of versions) {
+      const writer = await registry.getVersion(subjectOf(type), version)
+      for (const p of readerWriterIncompatibilities(reader.schema, parseAvro(writer.schema))) {
+        problems.push(
+          `${type}: ${relative(process.cwd(), reader.file)} cannot read version ${version} of "${subjectOf(type)}": ${p.type} at ${p.location} (${p.message})`
+        )
+      }
+    }
+  }
+  if (problems.length > 0) {
+    throw new ConveyorError(
+      ErrorCodes.INCOMPATIBLE_SCHEMA,
+      `the consumed schemas cannot read what is registered:\n${problems.join('\n')}`
+    )
+  }
 }
