@@ -90,3 +90,31 @@ test("problems are described as Confluent's verbose answer does, with the failin
     /The field 'f2' at path '\/fields\/1' in the old schema has no default value and is missing in the new schema/
   )
 })
+
+test("union evolution and iterative defaults, as in Karapace's suite", () => {
+  const withDoc = record([{ name: 'f1', type: ['null', 'string'], doc: 'doc of f1' }])
+  const wider = record([{ name: 'f1', type: ['null', 'string', 'int'], doc: 'doc of f1' }])
+  const three = record([
+    { name: 'f1', type: 'string' },
+    { name: 'f2', type: 'string', default: 'foo' },
+    { name: 'f3', type: 'string', default: 'bar' }
+  ])
+  assert.equal(compatible('BACKWARD', wider, withDoc), true, 'adding a type to a union')
+  const narrowed = checkCompatibility('BACKWARD', withDoc, [wider])
+  assert.deepEqual(
+    narrowed.problems.map((p) => [p.type, p.location, p.message]),
+    [['MISSING_UNION_BRANCH', '/fields/0/type/2', 'reader union lacking writer type: INT']],
+    'removing a type from a union'
+  )
+  assert.equal(
+    compatible('BACKWARD_TRANSITIVE', three, v1, withDefault),
+    true,
+    'iteratively adding fields with defaults'
+  )
+  assert.equal(
+    compatible('FORWARD_TRANSITIVE', v1, three, withDefault),
+    true,
+    'iteratively removing fields with defaults'
+  )
+  assert.equal(compatible('FULL_TRANSITIVE', three, v1, withDefault), true)
+})
