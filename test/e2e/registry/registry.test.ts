@@ -174,3 +174,55 @@ test('with normalize=true, schemas that differ only in namespace spelling, attri
   const third = await post('subjects/orders-value/versions', compact)
   assert.notEqual(third.id, first.id, 'without normalize the spelling counts')
 })
+
+test("a schema may reference another subject's schema; the referenced version knows who refers to it", async (t) => {
+  const { url, client } = await useRegistry(t)
+  const address = JSON.stringify({
+    type: 'record',
+    name: 'Address',
+    namespace: 'shop',
+    fields: [{ name: 'city', type: 'string' }]
+  })
+  const addressId = await client.register('shop.Address', { schema: address })
+  const customer = JSON.stringify({
+    type: 'record',
+    name: 'Customer',
+    namespace: 'shop',
+    fields: [{ name: 'home', type: 'shop.Address' }]
+  })
+  const references = [{ name: 'shop.Address', subject: 'shop.Address', version: 1 }]
+  const customerId = await client.register('customers-value', { schema: customer, references })
+  const fetched = await client.getById(customerId)
+  assert.deepEqual(fetched.references, references)
+  const get = async (path: string) => (await fetch(`${url}/${path}`)).json()
+  assert.deepEqual(await get('subjects/shop.Address/versions/1/referencedby'), [customerId])
+  assert.deepEqual(await get(`schemas/ids/${addressId}/subjects`), ['shop.Address'])
+  assert.deepEqual(await get(`schemas/ids/${customerId}/versions`), [
+    { subject: 'customers-value', version: 1 }
+  ])
+  await assert.rejects(
+    client.register('broken-value', { schema: customer }),
+    { errorCode: 42201 },
+    'without the reference the type is unknown'
+  )
+})
+
+test('a version can be soft-deleted and then deleted for good, and ids stay unique after it', async (t) => {
+  const { url, client } = await useRegistry(t)
+  await client.setCompatibility('NONE')
+  const first = await client.register('v-value', { schema: v1 })
+  await client.register('v-value', { schema: v2 })
+  const del = (path: string) =>
+    fetch(`${url}/${path}`, { method: 'DELETE' }).then(async (r) => [r.status, await r.json()])
+  assert.deepEqual(await del('subjects/v-value/versions/1'), [200, 1])
+  assert.deepEqual(await client.listVersions('v-value'), [2])
+  assert.deepEqual(
+    (await del('subjects/v-value/versions/2?permanent=true'))[0],
+    404,
+    'a live version is soft-deleted first'
+  )
+  assert.deepEqual(await del('subjects/v-value/versions/1?permanent=true'), [200, 1])
+  const third = await client.register('v-value', { schema: breaking })
+  assert.ok(third > first, 'a new schema gets a new id')
+  assert.deepEqual(await client.listVersions('v-value'), [2, 3])
+})

@@ -76,3 +76,17 @@ test('a JSON Schema value that does not match its writer schema is a decode erro
     }
   )
 })
+
+test("the record and topic-record strategies name subjects after the record's full name", async (t) => {
+  const { url, client } = await useRegistry(t)
+  const registry = new SchemaRegistryClient({ url })
+  await new AvroCodec({ registry, subjectNameStrategy: 'record', schemas: { key: keySchema } }).encode(
+    { tenant: 'a', id: 1 },
+    { topic: 'orders', type: 'key' }
+  )
+  await new AvroCodec({ registry, subjectNameStrategy: 'topic-record', schemas: { key: keySchema } }).encode(
+    { tenant: 'a', id: 1 },
+    { topic: 'orders', type: 'key' }
+  )
+  assert.deepEqual(await client.listSubjects(), ['conveyor.test.Key', 'orders-conveyor.test.Key'])
+})
