@@ -3,8 +3,9 @@ import type { Command, CommandIO } from './command.ts'
 import { kafkaCommand } from './commands/kafka.ts'
 import { registryCommand } from './commands/registry.ts'
 import { schemasCommand } from './commands/schemas.ts'
+import { topicsCommand } from './commands/topics.ts'
 
-const commands: Command[] = [kafkaCommand, registryCommand, schemasCommand]
+const commands: Command[] = [kafkaCommand, registryCommand, schemasCommand, topicsCommand]
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length))
