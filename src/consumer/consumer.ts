@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { type Codec, jsonCodec } from '../codec/json.ts'
 import { readEnvelope } from '../core/envelope.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
-import type { HandlerContext, Message } from '../core/message.ts'
+import type { HandlerContext, Message, Middleware } from '../core/message.ts'
 import { deadLetterRecord } from '../dead-letter/record.ts'
 import {
   assignedChannel,
@@ -49,6 +49,8 @@ export interface ConsumerOptions {
   topics: string[]
   /** Message type → route. */
   routes: Routes
+  /** Middleware applied to every route, outside the route's own (tracing, logging, metrics). */
+  middleware?: Middleware[]
   /** Where the type is read. Default: the payload field `message_type`. */
   typeFrom?: TypeSource
   /** Decodes values. Default: JSON objects. */
@@ -134,7 +136,12 @@ type ResolvedOptions = ConsumerOptions &
   Required<
     Omit<
       ConsumerOptions,
-      'groupInstanceId' | 'groupProtocol' | 'sessionTimeout' | 'heartbeatInterval' | 'rebalanceTimeout'
+      | 'groupInstanceId'
+      | 'groupProtocol'
+      | 'sessionTimeout'
+      | 'heartbeatInterval'
+      | 'rebalanceTimeout'
+      | 'middleware'
     >
   >
 
@@ -230,7 +237,7 @@ export class ConveyorConsumer {
     ] as const) {
       check(Number.isInteger(merged[field]) && merged[field] > 0, field, 'must be an integer > 0')
     }
-    this.#routes = compileRoutes(merged.routes)
+    this.#routes = compileRoutes(merged.routes, 'routes', merged.middleware ?? [])
     this.groupId = merged.groupId
     this.#options = merged as ResolvedOptions
   }

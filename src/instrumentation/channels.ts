@@ -33,7 +33,12 @@ export const Channels = {
   /** An error the consumer contained (it keeps running) or that stopped it (`fatal`). */
   error: 'conveyor:consumer:error',
   /** Tracing channel around each handler attempt (start, end, asyncStart, asyncEnd, error). */
-  handler: 'conveyor:handler'
+  handler: 'conveyor:handler',
+  /**
+   * Tracing channel around each produced record. `start` subscribers may add headers (trace
+   * context) before the record is sent; `asyncEnd` carries its partition and offset.
+   */
+  producerSend: 'conveyor:producer:send'
 } as const
 
 export interface MessageHandledEvent {
@@ -119,3 +124,16 @@ export const resumedChannel = channel(Channels.resumed)
 export const lifecycleChannel = channel(Channels.lifecycle)
 export const errorChannel = channel(Channels.error)
 export const handlerChannel = tracingChannel<string, { message: Message; groupId: string }>(Channels.handler)
+
+export interface ProducerSendEvent {
+  topic: string
+  type: string
+  key: string | Buffer | null
+  /** The record's headers; a `start` subscriber may add to them. */
+  headers: Map<string, string | Buffer>
+  /** Set on `asyncEnd`. */
+  result?: { partition: number; offset: bigint }
+  error?: unknown
+}
+
+export const producerSendChannel = tracingChannel<string, ProducerSendEvent>(Channels.producerSend)

@@ -2,6 +2,7 @@ import { type Codec, jsonCodec } from '../codec/json.ts'
 import { type Envelope, type EnvelopeInput, envelopeHeaders, newEnvelope } from '../core/envelope.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { Message } from '../core/message.ts'
+import { type ProducerSendEvent, producerSendChannel } from '../instrumentation/channels.ts'
 import { check } from '../routing/routes.ts'
 import type { Publisher, RecordPosition, Transport } from '../transport/types.ts'
 
@@ -88,13 +89,38 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
         for (const [name, header] of Object.entries(headers ?? {})) all.set(name, header)
         return {
           topic: target,
+          type,
           key: key ?? null,
           value: await this.#options.codec.encode(value, { topic: target, type }),
           headers: all
         }
       })
     )
-    return this.#publisher.send(records)
+    if (!producerSendChannel.hasSubscribers) return this.#publisher.send(records)
+    // Instrumentation (tracing) sees each record before it is sent and after it is written.
+    const events: ProducerSendEvent[] = records.map((r) => ({
+      topic: r.topic,
+      type: r.type,
+      key: r.key,
+      headers: r.headers
+    }))
+    for (const event of events) producerSendChannel.start.publish(event)
+    try {
+      const positions = await this.#publisher.send(records)
+      events.forEach((event, index) => {
+        const position = positions[index]
+        if (position) event.result = { partition: position.partition, offset: position.offset }
+        producerSendChannel.asyncEnd.publish(event)
+      })
+      return positions
+    } catch (error) {
+      for (const event of events) {
+        event.error = error
+        producerSendChannel.error.publish(event)
+        producerSendChannel.asyncEnd.publish(event)
+      }
+      throw error
+    }
   }
 
   async close(): Promise<void> {

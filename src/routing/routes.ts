@@ -78,7 +78,9 @@ function checkRetry(policy: unknown, path: string): asserts policy is RetryPolic
  * Validates the routes once, at start-up, and returns the frozen table. A bad route
  * fails with the path of the bad field, e.g. `routes > update_status > retry.retries`.
  */
-export function compileRoutes(routes: Routes, base = 'routes'): RouteTable {
+export function compileRoutes(routes: Routes, base = 'routes', shared: Middleware[] = []): RouteTable {
+  for (const [i, m] of shared.entries())
+    check(typeof m === 'function', `middleware[${i}]`, 'must be a function')
   check(
     typeof routes === 'object' && routes !== null && !Array.isArray(routes),
     base,
@@ -113,10 +115,11 @@ export function compileRoutes(routes: Routes, base = 'routes'): RouteTable {
     for (const [i, m] of middleware.entries()) {
       check(typeof m === 'function', `${path} > middleware[${i}]`, 'must be a function')
     }
-    const handler = compose(
-      route.handler,
-      route.timeout === undefined ? middleware : [...middleware, withTimeout(route.timeout)]
-    )
+    const handler = compose(route.handler, [
+      ...shared,
+      ...middleware,
+      ...(route.timeout === undefined ? [] : [withTimeout(route.timeout)])
+    ])
     table.set(
       type,
       Object.freeze({
