@@ -1,0 +1,157 @@
+import { parseArgs } from 'node:util'
+import {
+  type DeadLetter,
+  type DeadLetterFilter,
+  matches,
+  readDeadLetters,
+  replayDeadLetters
+} from '../../dead-letter/replay.ts'
+import type { Command, CommandIO } from '../command.ts'
+
+const usage = `Usage: conveyor dlq list|show|replay <dlq-topic> [filters] [options]
+
+  list     one line per dead-lettered record: position, source, reason, error
+  show     every matching record in full (headers and value); narrow with --at P/O
+  replay   writes the matching records back to their source topic (or --to), once
+
+Filters:
+  --reason R              the dlq_reason header (retries_exhausted, invalid_json, …)
+  --error-class C         the dlq_error_class header
+  --source-partition N    the partition the record came from
+  --from-offset N         source offsets from N …
+  --to-offset N           … to N (inclusive)
+  --since ISO, --until ISO  last failure time
+  --include-replayed      also records that came from an earlier replay (default: skipped)
+
+Options:
+  --at P/O                (show) one DLQ record by partition/offset
+  --to TOPIC              (replay) target topic instead of each record's source topic
+  --dry-run               (replay) say what would be replayed, write nothing
+  --brokers HOST:PORT,…   default $KAFKA_BROKERS or 127.0.0.1:9092
+  --json                  output as JSON
+
+Reading uses a throwaway consumer group and commits nothing: no live group's offsets move.
+Each replayed record is written with the header conveyor_replayed_from and recorded in
+<dlq-topic>.replayed, so a second run replays nothing twice.`
+
+export const dlqCommand: Command = {
+  name: 'dlq',
+  summary: 'list, show and replay dead-lettered records',
+  async run(argv, io) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        reason: { type: 'string' },
+        'error-class': { type: 'string' },
+        'source-partition': { type: 'string' },
+        'from-offset': { type: 'string' },
+        'to-offset': { type: 'string' },
+        since: { type: 'string' },
+        until: { type: 'string' },
+        'include-replayed': { type: 'boolean' },
+        at: { type: 'string' },
+        to: { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' }
+      }
+    })
+    const [action, topic] = positionals
+    if (values.help || !topic || !['list', 'show', 'replay'].includes(action ?? '')) {
+      io.out(usage)
+      return values.help ? 0 : 2
+    }
+    const connection = { brokers: values.brokers.split(','), clientId: 'conveyor-dlq' }
+    const filter: DeadLetterFilter = {
+      reason: values.reason,
+      errorClass: values['error-class'],
+      sourcePartition:
+        values['source-partition'] === undefined ? undefined : Number(values['source-partition']),
+      fromOffset: values['from-offset'] === undefined ? undefined : BigInt(values['from-offset']),
+      toOffset: values['to-offset'] === undefined ? undefined : BigInt(values['to-offset']),
+      since: values.since,
+      until: values.until,
+      includeReplayed: values['include-replayed']
+    }
+    if (action === 'replay') {
+      const progress = progressPrinter(io)
+      const result = await replayDeadLetters({
+        connection,
+        dlqTopic: topic,
+        filter,
+        to: values.to,
+        dryRun: values['dry-run'],
+        onProgress: progress
+      })
+      if (values.json) io.out(JSON.stringify(result))
+      else if (values['dry-run'])
+        io.out(
+          `dry run: ${result.matched - result.alreadyReplayed} record(s) would be replayed (${result.matched} match, ${result.alreadyReplayed} already replayed)`
+        )
+      else
+        io.out(
+          `replayed ${result.replayed} record(s) (${result.matched} match, ${result.alreadyReplayed} already replayed)`
+        )
+      return 0
+    }
+    let records = (await readDeadLetters(connection, topic)).filter((r) => matches(r, filter))
+    if (values.at) records = records.filter((r) => `${r.partition}/${r.offset}` === values.at)
+    if (action === 'list') {
+      if (values.json) io.out(JSON.stringify(records.map(summary), null, 2))
+      else for (const r of records) io.out(line(r))
+      if (!values.json) io.err(`${records.length} record(s)`)
+      return 0
+    }
+    io.out(JSON.stringify(records.map(full), null, 2))
+    return 0
+  }
+}
+
+function summary(r: DeadLetter) {
+  return {
+    at: `${r.partition}/${r.offset}`,
+    source: `${r.sourceTopic}/${r.sourcePartition}/${r.sourceOffset}`,
+    reason: r.reason,
+    errorClass: r.errorClass,
+    error: r.errorMessage,
+    lastFailure: r.lastFailure,
+    replayedFrom: r.replayedFrom
+  }
+}
+
+function line(r: DeadLetter): string {
+  const s = summary(r)
+  return `${s.at}  ${s.source}  ${s.reason ?? '-'}  ${s.errorClass ?? '-'}: ${s.error ?? ''}  ${s.lastFailure ?? ''}`
+}
+
+function full(r: DeadLetter) {
+  return {
+    ...summary(r),
+    key: r.key?.toString('utf8') ?? null,
+    value: r.value?.toString('utf8') ?? null,
+    headers: Object.fromEntries([...r.headers].map(([k, v]) => [k, v.toString('utf8')]))
+  }
+}
+
+/** A progress bar on a terminal; elsewhere a line at each tenth of the work. */
+function progressPrinter(io: CommandIO): (done: number, total: number) => void {
+  let lastTenth = -1
+  return (done, total) => {
+    const share = total === 0 ? 1 : done / total
+    if (process.stderr.isTTY) {
+      const width = 30
+      const filled = Math.round(share * width)
+      process.stderr.write(
+        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`
+      )
+      return
+    }
+    const tenth = Math.floor(share * 10)
+    if (tenth !== lastTenth) {
+      lastTenth = tenth
+      io.err(`replayed ${done}/${total} (${Math.round(share * 100)}%)`)
+    }
+  }
+}

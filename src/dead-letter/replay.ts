@@ -1,0 +1,224 @@
+import { randomUUID } from 'node:crypto'
+import { Admin, Consumer, ProduceAcks, Producer, stringDeserializer } from '@platformatic/kafka'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { clientOptions, hasApiId, type KafkaConnection } from '../kafka/connection.ts'
+import { DeadLetterHeaders } from './record.ts'
+
+/** Header on a replayed record naming the DLQ record it came from (`<dlq-topic>/<partition>/<offset>`). */
+export const ReplayedFromHeader = 'conveyor_replayed_from'
+
+export interface DeadLetter {
+  partition: number
+  offset: bigint
+  key: Buffer | null
+  value: Buffer | null
+  headers: Map<string, Buffer>
+  timestamp: number
+  sourceTopic: string | undefined
+  sourcePartition: number | undefined
+  sourceOffset: bigint | undefined
+  reason: string | undefined
+  errorClass: string | undefined
+  errorMessage: string | undefined
+  lastFailure: string | undefined
+  /** Set when this record was itself produced by a replay. */
+  replayedFrom: string | undefined
+}
+
+export interface DeadLetterFilter {
+  reason?: string
+  errorClass?: string
+  sourcePartition?: number
+  /** Source offsets from … to (inclusive). */
+  fromOffset?: bigint
+  toOffset?: bigint
+  /** Last failure at or after / before (ISO 8601). */
+  since?: string
+  until?: string
+  /** Also records that came from an earlier replay (off by default: a replay cannot loop). */
+  includeReplayed?: boolean
+}
+
+const text = (headers: Map<string, Buffer>, name: string) => headers.get(name)?.toString('utf8')
+
+export function matches(record: DeadLetter, filter: DeadLetterFilter): boolean {
+  if (!filter.includeReplayed && record.replayedFrom !== undefined) return false
+  if (filter.reason !== undefined && record.reason !== filter.reason) return false
+  if (filter.errorClass !== undefined && record.errorClass !== filter.errorClass) return false
+  if (filter.sourcePartition !== undefined && record.sourcePartition !== filter.sourcePartition) return false
+  if (filter.fromOffset !== undefined && (record.sourceOffset ?? -1n) < filter.fromOffset) return false
+  if (filter.toOffset !== undefined && (record.sourceOffset ?? -1n) > filter.toOffset) return false
+  const time = record.lastFailure ?? new Date(record.timestamp).toISOString()
+  if (filter.since !== undefined && Date.parse(time) < Date.parse(filter.since)) return false
+  if (filter.until !== undefined && Date.parse(time) > Date.parse(filter.until)) return false
+  return true
+}
+
+/**
+ * Reads a dead-letter topic from its beginning to the end it had when the read began. The
+ * reader belongs to a throwaway group and never commits: no live group's offsets move.
+ */
+export async function readDeadLetters(connection: KafkaConnection, topic: string): Promise<DeadLetter[]> {
+  const consumer = new Consumer({
+    ...clientOptions(connection),
+    groupId: `conveyor-dlq-reader-${randomUUID()}`,
+    deserializers: { headerKey: stringDeserializer },
+    autocommit: false,
+    maxWaitTime: 200
+  })
+  try {
+    const ends = (await consumer.listOffsets({ topics: [topic] })).get(topic) ?? []
+    const remaining = new Map<number, bigint>()
+    ends.forEach((end, partition) => {
+      if (end > 0n) remaining.set(partition, end)
+    })
+    const records: DeadLetter[] = []
+    if (remaining.size === 0) return records
+    const stream = await consumer.consume({ topics: [topic], mode: 'earliest' })
+    await new Promise<void>((resolve, reject) => {
+      stream.on('error', reject)
+      stream.on('data', (message) => {
+        const end = remaining.get(message.partition)
+        if (end === undefined || message.offset >= end) return
+        const headers = message.headers as unknown as Map<string, Buffer>
+        const sourcePartition = text(headers, DeadLetterHeaders.sourcePartition)
+        const sourceOffset = text(headers, DeadLetterHeaders.sourceOffset)
+        records.push({
+          partition: message.partition,
+          offset: message.offset,
+          key: (message.key as Buffer | undefined) ?? null,
+          value: (message.value as Buffer | undefined) ?? null,
+          headers,
+          timestamp: Number(message.timestamp),
+          sourceTopic: text(headers, DeadLetterHeaders.sourceTopic),
+          sourcePartition: sourcePartition === undefined ? undefined : Number(sourcePartition),
+          sourceOffset: sourceOffset === undefined ? undefined : BigInt(sourceOffset),
+          reason: text(headers, DeadLetterHeaders.reason),
+          errorClass: text(headers, DeadLetterHeaders.errorClass),
+          errorMessage: text(headers, DeadLetterHeaders.errorMessage),
+          lastFailure: text(headers, DeadLetterHeaders.lastFailureTime),
+          replayedFrom: text(headers, ReplayedFromHeader)
+        })
+        if (message.offset + 1n >= end) remaining.delete(message.partition)
+        if (remaining.size === 0) resolve()
+      })
+    })
+    await stream.close()
+    return records.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : 1))
+  } finally {
+    await consumer.close(true)
+  }
+}
+
+export interface ReplayOptions {
+  connection: KafkaConnection
+  dlqTopic: string
+  filter: DeadLetterFilter
+  /** Target topic; default: each record's source topic. */
+  to?: string
+  dryRun?: boolean
+  onProgress?: (done: number, total: number) => void
+}
+
+export interface ReplayResult {
+  matched: number
+  alreadyReplayed: number
+  replayed: number
+}
+
+/**
+ * Replays the matching records of a DLQ topic to their source topic (or `to`): original key,
+ * value and headers, without the `dlq_*` headers, with `conveyor_replayed_from`. Each replay
+ * is recorded in the compacted topic `<dlq-topic>.replayed`, so a second run replays nothing
+ * again; records produced by a replay are skipped unless asked for, so a replay cannot loop.
+ */
+export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayResult> {
+  const ledger = `${options.dlqTopic}.replayed`
+  await ensureLedger(options.connection, ledger)
+  const done = new Set((await readLedger(options.connection, ledger)).keys())
+  const matching = (await readDeadLetters(options.connection, options.dlqTopic)).filter((r) =>
+    matches(r, options.filter)
+  )
+  const todo = matching.filter((r) => !done.has(`${r.partition}/${r.offset}`))
+  const result = { matched: matching.length, alreadyReplayed: matching.length - todo.length, replayed: 0 }
+  if (options.dryRun || todo.length === 0) return result
+  for (const record of todo) {
+    if (!options.to && !record.sourceTopic) {
+      throw new ConveyorError(
+        ErrorCodes.INVALID_OPTION,
+        `DLQ record ${record.partition}/${record.offset} names no source topic: pass a target topic`,
+        { path: '--to' }
+      )
+    }
+  }
+  const producer = new Producer({
+    ...clientOptions(options.connection),
+    acks: ProduceAcks.ALL,
+    idempotent: true
+  })
+  try {
+    const batch = 500
+    for (let start = 0; start < todo.length; start += batch) {
+      const slice = todo.slice(start, start + batch)
+      await producer.send({
+        messages: slice.map((record) => {
+          const headers = new Map<Buffer, Buffer>()
+          for (const [name, value] of record.headers)
+            if (!name.startsWith('dlq_')) headers.set(Buffer.from(name), value)
+          headers.set(
+            Buffer.from(ReplayedFromHeader),
+            Buffer.from(`${options.dlqTopic}/${record.partition}/${record.offset}`)
+          )
+          return {
+            topic: options.to ?? record.sourceTopic!,
+            key: record.key ?? undefined,
+            value: record.value ?? undefined,
+            headers,
+            ...(options.to === undefined && record.sourcePartition !== undefined
+              ? { partition: record.sourcePartition }
+              : {})
+          }
+        })
+      })
+      // Recorded after the write is acknowledged: a crash in between replays a batch twice at worst, never loses it.
+      await producer.send({
+        messages: slice.map((record) => ({
+          topic: ledger,
+          key: Buffer.from(`${record.partition}/${record.offset}`),
+          value: Buffer.from(
+            JSON.stringify({ to: options.to ?? record.sourceTopic, at: new Date().toISOString() })
+          )
+        }))
+      })
+      result.replayed += slice.length
+      options.onProgress?.(result.replayed, todo.length)
+    }
+  } finally {
+    await producer.close()
+  }
+  return result
+}
+
+async function ensureLedger(connection: KafkaConnection, topic: string): Promise<void> {
+  const admin = new Admin(clientOptions(connection))
+  try {
+    await admin.createTopics({
+      topics: [topic],
+      partitions: 1,
+      replicas: -1,
+      configs: [{ name: 'cleanup.policy', value: 'compact' }]
+    })
+  } catch (error) {
+    if (!hasApiId(error, 'TOPIC_ALREADY_EXISTS')) throw error
+  } finally {
+    await admin.close()
+  }
+}
+
+async function readLedger(connection: KafkaConnection, topic: string): Promise<Map<string, string>> {
+  const entries = new Map<string, string>()
+  for (const record of await readDeadLetters(connection, topic)) {
+    if (record.key) entries.set(record.key.toString('utf8'), record.value?.toString('utf8') ?? '')
+  }
+  return entries
+}
