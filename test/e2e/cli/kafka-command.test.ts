@@ -49,7 +49,7 @@ after(() => kafka('down', '--purge'))
 test('`kafka up` twice starts one broker, and `down` leaves no java process behind', async () => {
   await kafka('down', '--purge')
   const first = await kafka('up')
-  assert.equal(first.code, 0)
+  assert.equal(first.code, 0, `kafka up failed: ${'stderr' in first ? first.stderr : ''}`)
   const [broker] = first.json.brokers
   assert.equal(broker.running, true)
   assert.equal(first.json.bootstrap[0], `127.0.0.1:${port}`, 'prints its address')
