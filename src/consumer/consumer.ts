@@ -713,7 +713,7 @@ export class ConveyorConsumer {
       try {
         const current = message
         if (handlerChannel.hasSubscribers) {
-          await handlerChannel.tracePromise(() => Promise.resolve(route.handler(current, context)), {
+          await handlerChannel.tracePromise(async () => route.handler(current, context), {
             message: current,
             groupId: this.groupId
           })

@@ -41,16 +41,14 @@ async function run(t: { after: (fn: () => unknown) => void }, sampleEvery: numbe
   })
   await consumer.start()
   t.after(() => consumer.stop())
-  await transport
-    .publisher()
-    .send([
-      ...Array.from({ length: 4 }, (_, i) => ({
-        topic,
-        key: `k${i}`,
-        value: JSON.stringify({ message_type: 'ok' })
-      })),
-      { topic, key: 'poison', value: JSON.stringify({ message_type: 'bad' }) }
-    ])
+  await transport.publisher().send([
+    ...Array.from({ length: 4 }, (_, i) => ({
+      topic,
+      key: `k${i}`,
+      value: JSON.stringify({ message_type: 'ok' })
+    })),
+    { topic, key: 'poison', value: JSON.stringify({ message_type: 'bad' }) }
+  ])
   await waitFor(() => transport.records(`${topic}.dlq`).length === 1)
   await waitFor(() => lines.some((l) => l.msg === 'message dead-lettered' && l.outcome === 'dead-lettered'))
   return { lines, topic, done }

@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+
+const rules = new URL('../../../deploy/prometheus/alerts.yml', import.meta.url).pathname
+const dashboard = new URL('../../../deploy/grafana/conveyor-dashboard.json', import.meta.url).pathname
+const promtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0
+const metricsSource = readFileSync(
+  new URL('../../../src/instrumentation/metrics.ts', import.meta.url),
+  'utf8'
+)
+
+test('the shipped Prometheus alert rules pass promtool check rules', {
+  skip: promtool ? false : 'promtool (Debian package prometheus) is not installed; .ci/run installs it'
+}, () => {
+  const result = spawnSync('promtool', ['check', 'rules', rules], { encoding: 'utf8' })
+  assert.equal(result.status, 0, `${result.stdout}${result.stderr}`)
+  assert.match(result.stdout, /SUCCESS: 6 rules found/)
+})
+
+test('the alert rules and the dashboard use only metrics Conveyor exports', () => {
+  const exported = new Set(
+    [...metricsSource.matchAll(/name: `\$\{prefix\}(\w+)`/g)].map((m) => `conveyor_${m[1]}`)
+  )
+  // The lag alert uses the lag monitor's gauge, which is not built yet (issue 5); it is the one exception.
+  exported.add('conveyor_consumer_lag_seconds')
+  const used = new Set(
+    [...`${readFileSync(rules, 'utf8')}${readFileSync(dashboard, 'utf8')}`.matchAll(/conveyor_[a-z_]+/g)].map(
+      (m) => m[0].replace(/_(bucket|sum|count)$/, '')
+    )
+  )
+  const unknown = [...used].filter((name) => !exported.has(name))
+  assert.deepEqual(unknown, [])
+})
