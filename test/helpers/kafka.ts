@@ -87,6 +87,15 @@ export async function useTopic(
   return topic
 }
 
+/** Deletes topics the test (or the code under test) created, when the test ends. */
+export function deleteTopicsAtEnd(t: TestContext, topics: string[]): void {
+  cleanup(t, async () => {
+    const admin = new Admin(clientOptions(testConnection()))
+    await admin.deleteTopics({ topics }).catch(() => {})
+    await admin.close()
+  })
+}
+
 /** A consumer group id for this test, deleted when the test ends. */
 export function useGroup(t: TestContext, connection?: KafkaConnection): string {
   const group = uniqueName('group')

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { Admin, Consumer } from '@platformatic/kafka'
+import { Consumer } from '@platformatic/kafka'
 import { main } from '../../../src/cli/main.ts'
 import { ReplayedFromHeader } from '../../../src/dead-letter/replay.ts'
 import { clientOptions } from '../../../src/kafka/connection.ts'
 import {
   cleanup,
   committedOffsets,
+  deleteTopicsAtEnd,
   readAll,
   testConnection,
   useGroup,
@@ -27,11 +28,7 @@ async function dlq(...args: string[]) {
 test('`dlq replay` of 10 000 records filtered by reason replays exactly the matching ones once, with progress; a second run replays nothing', async (t) => {
   const source = await useTopic(t, { partitions: 2 })
   const dead = await useTopic(t, { partitions: 2 })
-  cleanup(t, async () => {
-    const admin = new Admin(clientOptions(testConnection()))
-    await admin.deleteTopics({ topics: [`${dead}.replayed`] }).catch(() => {})
-    await admin.close()
-  })
+  deleteTopicsAtEnd(t, [`${dead}.replayed`])
   const publisher = useTransport(t).publisher()
   cleanup(t, () => publisher.close())
   const total = 10_000
@@ -132,11 +129,7 @@ test('`dlq replay` of 10 000 records filtered by reason replays exactly the matc
 
 test('records produced by a replay are not replayed again unless asked, so a replay cannot loop', async (t) => {
   const dead = await useTopic(t)
-  cleanup(t, async () => {
-    const admin = new Admin(clientOptions(testConnection()))
-    await admin.deleteTopics({ topics: [`${dead}.replayed`] }).catch(() => {})
-    await admin.close()
-  })
+  deleteTopicsAtEnd(t, [`${dead}.replayed`])
   const target = await useTopic(t)
   const publisher = useTransport(t).publisher()
   cleanup(t, () => publisher.close())

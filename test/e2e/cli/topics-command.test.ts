@@ -3,10 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { Admin } from '@platformatic/kafka'
 import { main } from '../../../src/cli/main.ts'
-import { clientOptions } from '../../../src/kafka/connection.ts'
-import { cleanup, testConnection, uniqueName } from '../../helpers/kafka.ts'
+import { deleteTopicsAtEnd, testConnection, uniqueName } from '../../helpers/kafka.ts'
 
 async function topics(...args: string[]) {
   const out: string[] = []
@@ -21,11 +19,7 @@ async function topics(...args: string[]) {
 test('`topics apply` converges and is idempotent; `plan` after it shows no change, and later edits show exactly themselves', async (t) => {
   const events = uniqueName('events')
   const table = uniqueName('table')
-  cleanup(t, async () => {
-    const admin = new Admin(clientOptions(testConnection()))
-    await admin.deleteTopics({ topics: [events, table] }).catch(() => {})
-    await admin.close()
-  })
+  deleteTopicsAtEnd(t, [events, table])
   const file = join(mkdtempSync(join(tmpdir(), 'topics-')), 'topics.yaml')
   const write = (eventsPartitions: number, retention: string) =>
     writeFileSync(
