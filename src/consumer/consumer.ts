@@ -162,6 +162,9 @@ const defaults = {
 /** Decoding that fails for a transient reason (registry down) is retried with this policy. */
 const decodeRetry = forever({ initialDelay: 250, maxDelay: 10_000 })
 
+/** Joining the group again after the subscription failed. */
+const resubscribeRetry = forever({ initialDelay: 1_000, maxDelay: 30_000 })
+
 /** What #decode answers when the consumer stopped while it waited. */
 const abandoned = Symbol('abandoned')
 
@@ -262,29 +265,72 @@ export class ConveyorConsumer {
       await transport.ensureTopics([...topics].map((topic) => ({ topic })))
     }
     this.#publisher = transport.publisher()
-    this.#subscription = await transport.subscribe(
-      {
-        groupId: this.groupId,
-        topics: this.#options.topics,
-        fromBeginning: this.#options.fromBeginning,
-        groupInstanceId: this.#options.groupInstanceId,
-        groupProtocol: this.#options.groupProtocol,
-        sessionTimeout: this.#options.sessionTimeout,
-        heartbeatInterval: this.#options.heartbeatInterval,
-        rebalanceTimeout: this.#options.rebalanceTimeout
-      },
-      {
-        record: (record) => this.#receive(record),
-        assigned: (partitions) => this.#assigned(partitions),
-        failed: (error) => {
-          errorChannel.publish({ groupId: this.groupId, error, fatal: true, context: 'subscription' })
-          void this.stop()
-        }
-      }
-    )
+    this.#subscription = await this.#subscribe()
     this.#commitTimer = setInterval(() => void this.commit(), this.#options.commitInterval)
     this.#commitTimer.unref()
     this.#setState('running')
+  }
+
+  #subscribe(): Promise<Subscription> {
+    let subscription: Subscription | undefined
+    return this.#options.transport
+      .subscribe(
+        {
+          groupId: this.groupId,
+          topics: this.#options.topics,
+          fromBeginning: this.#options.fromBeginning,
+          groupInstanceId: this.#options.groupInstanceId,
+          groupProtocol: this.#options.groupProtocol,
+          sessionTimeout: this.#options.sessionTimeout,
+          heartbeatInterval: this.#options.heartbeatInterval,
+          rebalanceTimeout: this.#options.rebalanceTimeout
+        },
+        {
+          record: (record) => this.#receive(record),
+          assigned: (partitions) => this.#assigned(partitions),
+          failed: (error) => void this.#recover(subscription, error)
+        }
+      )
+      .then((created) => {
+        subscription = created
+        return created
+      })
+  }
+
+  /**
+   * The subscription failed (the broker was gone longer than the client retries): close
+   * it and join again, with capped backoff, until it works or the consumer stops. Work in
+   * flight goes on; what it finishes is committed through the new membership. Rejected
+   * credentials stop the consumer: joining again cannot fix them.
+   */
+  async #recover(failed: Subscription | undefined, error: Error): Promise<void> {
+    if (failed !== this.#subscription || this.#state !== 'running') return
+    const fatal = (error as { code?: string }).code === ErrorCodes.KAFKA_AUTHENTICATION
+    errorChannel.publish({ groupId: this.groupId, error, fatal, context: 'subscription' })
+    await failed?.close().catch(() => {})
+    if (fatal) {
+      void this.stop()
+      return
+    }
+    for (let attempt = 1; this.#state === 'running'; attempt++) {
+      if (!(await wait(backoff(resubscribeRetry, attempt), this.#stopping.signal))) return
+      try {
+        const subscription = await this.#subscribe()
+        if (this.#state !== 'running') {
+          await subscription.close()
+          return
+        }
+        this.#subscription = subscription
+        return
+      } catch (retryError) {
+        errorChannel.publish({
+          groupId: this.groupId,
+          error: retryError,
+          fatal: false,
+          context: 'subscription'
+        })
+      }
+    }
   }
 
   /**
