@@ -34,6 +34,8 @@ export const Channels = {
   error: 'conveyor:consumer:error',
   /** Tracing channel around each handler attempt (start, end, asyncStart, asyncEnd, error). */
   handler: 'conveyor:handler',
+  /** A fetch from the broker completed (with or without records): the fetch loop is alive. */
+  fetch: 'conveyor:transport:fetch',
   /**
    * Tracing channel around each produced record. `start` subscribers may add headers (trace
    * context) before the record is sent; `asyncEnd` carries its partition and offset.
@@ -137,3 +139,9 @@ export interface ProducerSendEvent {
 }
 
 export const producerSendChannel = tracingChannel<string, ProducerSendEvent>(Channels.producerSend)
+
+export interface FetchEvent {
+  groupId: string
+}
+
+export const fetchChannel = channel(Channels.fetch)

@@ -11,6 +11,7 @@ import {
   stringDeserializer
 } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { fetchChannel } from '../instrumentation/channels.ts'
 import {
   type OutboundRecord,
   type Publisher,
@@ -190,7 +191,10 @@ class KafkaSubscription implements Subscription {
     }
     this.#assigned(this.#consumer.assignments ?? [])
     this.#stream.on('data', (message: RawMessage) => this.#deliver(message))
-    this.#stream.on('fetch', () => this.#rotate())
+    this.#stream.on('fetch', () => {
+      this.#rotate()
+      if (fetchChannel.hasSubscribers) fetchChannel.publish({ groupId: this.#options.groupId })
+    })
     this.#stream.on('error', (error: Error) => {
       if (!this.#closed)
         this.#listener.failed(translateKafkaError(error, this.#transport.connection) as Error)

@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { existsSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { Admin } from '@platformatic/kafka'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { LocalKafka } from '../../../src/dev/kafka/index.ts'
 import { Channels } from '../../../src/instrumentation/channels.ts'
+import { enableMetrics } from '../../../src/instrumentation/metrics.ts'
 import { clientOptions, type KafkaConnection } from '../../../src/kafka/connection.ts'
 import { KafkaTransport } from '../../../src/kafka/transport.ts'
+import { HealthMonitor } from '../../../src/service/health.ts'
+import { startServiceHttp } from '../../../src/service/http.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { cleanup, uniqueName } from '../../helpers/kafka.ts'
 
@@ -81,4 +87,85 @@ test('a consumer keeps going across a 30 s broker outage: it joins again by itse
   })
   assert.equal(consumer.state, 'running', `the consumer is still running (errors: ${errors.length})`)
   for (let i = 0; i < 100; i++) assert.ok(seen.has(i), `message ${i} handled`)
+})
+
+test('readiness goes false when the broker stops and true again after it restarts; /metrics shows the counters moving', async (t) => {
+  const topic = uniqueName('ready')
+  const admin = new Admin(clientOptions(connection))
+  await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 })
+  await admin.close()
+  const groupId = uniqueName('group')
+  const readinessFile = join(mkdtempSync(join(tmpdir(), 'probe-')), 'ready')
+  const livenessFile = join(mkdtempSync(join(tmpdir(), 'probe-')), 'live')
+  const health = new HealthMonitor({
+    groups: [groupId],
+    stallTimeout: 3_000,
+    interval: 200,
+    readinessFile,
+    livenessFile
+  }).start()
+  cleanup(t, () => health.stop())
+  const metrics = enableMetrics()
+  cleanup(t, () => metrics.disable())
+  const { url, server } = await startServiceHttp({
+    port: 0,
+    host: '127.0.0.1',
+    health,
+    metrics: metrics.registry
+  })
+  cleanup(t, () => new Promise((resolve) => server.close(resolve)))
+  const transport = new KafkaTransport({ connection, maxWaitTime: 200 })
+  cleanup(t, () => transport.close())
+  const consumer = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1_000,
+    routes: { n: { handler: () => {} } }
+  })
+  const status = async (path: string) => (await fetch(`${url}${path}`)).status
+  assert.equal(await status('/health/ready'), 503, 'not ready before the consumer runs')
+  assert.equal(await status('/health/live'), 200)
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  await waitFor(async () => (await status('/health/ready')) === 200, {
+    timeout: 30_000,
+    description: 'ready'
+  })
+  await waitFor(() => existsSync(readinessFile) && existsSync(livenessFile), {
+    timeout: 5_000,
+    description: 'the probe files while ready'
+  })
+
+  const publisher = transport.publisher()
+  cleanup(t, () => publisher.close())
+  await publisher.send(
+    Array.from({ length: 5 }, (_, i) => ({
+      topic,
+      key: `k${i}`,
+      value: JSON.stringify({ message_type: 'n' })
+    }))
+  )
+  const counted = new RegExp(`conveyor_messages_total\\{topic="${topic}",type="n",outcome="processed"\\} 5`)
+  await waitFor(async () => counted.test(await (await fetch(`${url}/metrics`)).text()), {
+    timeout: 20_000,
+    description: '/metrics to count 5'
+  })
+
+  await kafka.stopBroker(1)
+  await waitFor(async () => (await status('/health/ready')) === 503, {
+    timeout: 30_000,
+    description: 'not ready with the broker down'
+  })
+  await waitFor(() => !existsSync(readinessFile), { timeout: 5_000, description: 'the readiness file to go' })
+  const report = await (await fetch(`${url}/health/ready`)).json()
+  assert.match(JSON.stringify(report), /no fetch for \d+ s/)
+  assert.equal(await status('/health/live'), 200, 'still live')
+
+  await kafka.startBroker(1)
+  await waitFor(async () => (await status('/health/ready')) === 200, {
+    timeout: 90_000,
+    description: 'ready again after the restart'
+  })
 })
