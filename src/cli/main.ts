@@ -3,10 +3,18 @@ import type { Command, CommandIO } from './command.ts'
 import { dlqCommand } from './commands/dlq.ts'
 import { kafkaCommand } from './commands/kafka.ts'
 import { registryCommand } from './commands/registry.ts'
+import { runCommand } from './commands/run.ts'
 import { schemasCommand } from './commands/schemas.ts'
 import { topicsCommand } from './commands/topics.ts'
 
-const commands: Command[] = [kafkaCommand, registryCommand, schemasCommand, topicsCommand, dlqCommand]
+const commands: Command[] = [
+  runCommand,
+  kafkaCommand,
+  registryCommand,
+  schemasCommand,
+  topicsCommand,
+  dlqCommand
+]
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length))

@@ -15,6 +15,7 @@ import { HealthMonitor } from '../../../src/service/health.ts'
 import { startServiceHttp } from '../../../src/service/http.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { cleanup, uniqueName } from '../../helpers/kafka.ts'
+import { configFile, handlersModule, startService } from '../../helpers/service.ts'
 
 // A broker of its own, to stop and start under a running consumer.
 const kafka = new LocalKafka({
@@ -168,4 +169,34 @@ test('readiness goes false when the broker stops and true again after it restart
     timeout: 90_000,
     description: 'ready again after the restart'
   })
+})
+
+test('a service started with `conveyor run` turns unready while its broker is down and ready again after the restart', async (t) => {
+  const topic = uniqueName('svc')
+  const admin = new Admin(clientOptions(connection))
+  await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 })
+  await admin.close()
+  const config = configFile(
+    [
+      `kafka: { brokers: [${connection.brokers.join(', ')}] }`,
+      'http: { port: 0, host: 127.0.0.1 }',
+      'health: { stallTimeout: 3000 }',
+      `consumers: [{ groupId: ${uniqueName('svc')}, topics: [${topic}], handlers: ${handlersModule} }]`
+    ].join('\n')
+  )
+  const service = await startService(t, config)
+  const ready = async () => (await fetch(`${service.url}/health/ready`)).status
+  await waitFor(async () => (await ready()) === 200, { timeout: 30_000, description: 'ready' })
+  await kafka.stopBroker(1)
+  await waitFor(async () => (await ready()) === 503, {
+    timeout: 30_000,
+    description: 'unready with the broker down'
+  })
+  await kafka.startBroker(1)
+  await waitFor(async () => (await ready()) === 200, {
+    timeout: 90_000,
+    description: 'ready after the restart'
+  })
+  service.child.kill('SIGTERM')
+  assert.equal(await service.exited, 0)
 })

@@ -1,0 +1,134 @@
+import { isAbsolute, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type { Codec } from '../codec/json.ts'
+import { type ConveyorConsumer, createConsumer } from '../consumer/consumer.ts'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { createLogger, enableLogging } from '../instrumentation/logging.ts'
+import { enableMetrics } from '../instrumentation/metrics.ts'
+import { type KafkaConnection, verifyConnection } from '../kafka/connection.ts'
+import { KafkaTransport } from '../kafka/transport.ts'
+import type { Routes } from '../routing/routes.ts'
+import { AvroCodec } from '../schema/avro-codec.ts'
+import { SchemaRegistryClient } from '../schema/registry-client.ts'
+import { type LoadedConfig, resolveSecret } from './config.ts'
+import { HealthMonitor } from './health.ts'
+import { startServiceHttp } from './http.ts'
+
+export interface RunningService {
+  url: string
+  /** Drains the consumers, then closes HTTP, health and the connection. */
+  stop(): Promise<void>
+  /** Resolves when the service has stopped. */
+  stopped: Promise<void>
+}
+
+/**
+ * Starts a service from its configuration: checks the broker (rejected credentials fail at
+ * once), then starts logs, metrics, health, the HTTP endpoints and every consumer.
+ */
+export async function runService({ config, sources, secretPaths }: LoadedConfig): Promise<RunningService> {
+  const connection: KafkaConnection = {
+    brokers: config.kafka.brokers,
+    clientId: config.kafka.clientId ?? 'conveyor-service',
+    ...(config.kafka.sasl
+      ? {
+          sasl: {
+            mechanism: config.kafka.sasl.mechanism,
+            username: config.kafka.sasl.username,
+            password: resolveSecret(config.kafka.sasl.password, 'kafka.sasl.password', sources)!
+          }
+        }
+      : {}),
+    ...(config.kafka.tls ? { tls: config.kafka.tls } : {})
+  }
+  const logger = createLogger({ level: config.log.level, pretty: config.log.pretty, redact: secretPaths })
+  await verifyConnection(connection, { timeout: 30_000 })
+  const disableLogging = enableLogging({ logger, sampleEvery: config.log.sampleEvery })
+  const metrics = enableMetrics()
+  const health = new HealthMonitor({
+    groups: config.consumers.map((c) => c.groupId),
+    ...config.health
+  }).start()
+  const { url, server } = await startServiceHttp({
+    port: config.http.port,
+    host: config.http.host,
+    health,
+    metrics: metrics.registry
+  })
+  const transport = new KafkaTransport({ connection })
+  const registry = config.registry
+    ? new SchemaRegistryClient({
+        url: config.registry.url,
+        ...(config.registry.token !== undefined
+          ? { auth: { token: resolveSecret(config.registry.token, 'registry.token', sources)! } }
+          : config.registry.username !== undefined
+            ? {
+                auth: {
+                  username: config.registry.username,
+                  password: resolveSecret(config.registry.password, 'registry.password', sources) ?? ''
+                }
+              }
+            : {})
+      })
+    : undefined
+  const consumers: ConveyorConsumer[] = []
+  for (const [index, declared] of config.consumers.entries()) {
+    const routes = declared.routes ?? (await loadRoutes(declared.handlers!, `consumers.${index}.handlers`))
+    const codec: Codec | undefined =
+      declared.codec === 'avro' ? new AvroCodec({ registry: registry! }) : undefined
+    consumers.push(
+      createConsumer({
+        transport,
+        groupId: declared.groupId,
+        topics: declared.topics,
+        routes,
+        ...(declared.ordering ? { ordering: declared.ordering } : {}),
+        ...(declared.concurrency ? { concurrency: declared.concurrency } : {}),
+        ...(codec ? { codec } : {})
+      })
+    )
+  }
+  for (const consumer of consumers) await consumer.start()
+  logger.info(
+    {
+      url,
+      consumers: config.consumers.map((c) => ({ group: c.groupId, topics: c.topics })),
+      brokers: connection.brokers
+    },
+    'service started'
+  )
+
+  let resolveStopped: () => void = () => {}
+  const stopped = new Promise<void>((resolve) => {
+    resolveStopped = resolve
+  })
+  let stopping: Promise<void> | undefined
+  const stop = () => {
+    stopping ??= (async () => {
+      logger.info('service stopping')
+      await Promise.all(consumers.map((c) => c.stop()))
+      health.stop()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeAllConnections()
+      await transport.close()
+      metrics.disable()
+      logger.info('service stopped')
+      disableLogging()
+      resolveStopped()
+    })()
+    return stopping
+  }
+  return { url, stop, stopped }
+}
+
+async function loadRoutes(module: string, path: string): Promise<Routes> {
+  const file = isAbsolute(module) ? module : resolve(module)
+  const loaded = (await import(pathToFileURL(file).href)) as {
+    routes?: Routes
+    default?: { routes?: Routes }
+  }
+  const routes = loaded.routes ?? loaded.default?.routes
+  if (!routes)
+    throw new ConveyorError(ErrorCodes.INVALID_OPTION, `${path}: ${module} exports no \`routes\``, { path })
+  return routes
+}
