@@ -2,18 +2,22 @@ import { ConveyorError } from '../core/errors.ts'
 import type { Command, CommandIO } from './command.ts'
 import { dlqCommand } from './commands/dlq.ts'
 import { kafkaCommand } from './commands/kafka.ts'
+import { produceCommand } from './commands/produce.ts'
 import { registryCommand } from './commands/registry.ts'
 import { runCommand } from './commands/run.ts'
 import { schemasCommand } from './commands/schemas.ts'
+import { tailCommand } from './commands/tail.ts'
 import { topicsCommand } from './commands/topics.ts'
 
 const commands: Command[] = [
   runCommand,
-  kafkaCommand,
-  registryCommand,
-  schemasCommand,
+  produceCommand,
+  tailCommand,
+  dlqCommand,
   topicsCommand,
-  dlqCommand
+  schemasCommand,
+  registryCommand,
+  kafkaCommand
 ]
 
 function usage(): string {
