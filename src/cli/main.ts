@@ -2,6 +2,7 @@ import { ConveyorError } from '../core/errors.ts'
 import type { Command, CommandIO } from './command.ts'
 import { dlqCommand } from './commands/dlq.ts'
 import { kafkaCommand } from './commands/kafka.ts'
+import { lagCommand } from './commands/lag.ts'
 import { produceCommand } from './commands/produce.ts'
 import { registryCommand } from './commands/registry.ts'
 import { runCommand } from './commands/run.ts'
@@ -14,6 +15,7 @@ const commands: Command[] = [
   produceCommand,
   tailCommand,
   dlqCommand,
+  lagCommand,
   topicsCommand,
   schemasCommand,
   registryCommand,

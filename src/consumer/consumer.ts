@@ -119,6 +119,8 @@ interface PartitionState {
   pausedTail: boolean
   /** Messages of this partition waiting for a retry. */
   retrying: number
+  /** What those messages are, for `status()`. */
+  readonly retryWaits: Set<RetryWait>
   revoked: boolean
   /** Aborted when the partition is revoked: retry waits end, abandoned work is not committed. */
   readonly revocation: AbortController
@@ -129,6 +131,30 @@ interface PartitionState {
 }
 
 type Outcome = 'processed' | 'dead-lettered' | 'ignored' | 'abandoned'
+
+interface RetryWait {
+  offset: bigint
+  key: string | null
+  type: string
+  attempt: number
+  nextRetryAt: string
+  error: string
+}
+
+export interface ConsumerStatus {
+  groupId: string
+  state: string
+  buffered: number
+  partitions: Array<{
+    topic: string
+    partition: number
+    committed: string | null
+    buffered: number
+    inFlight: number
+    paused: boolean
+    retrying: Array<Omit<RetryWait, 'offset'> & { offset: string }>
+  }>
+}
 
 type ConsumerState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped'
 
@@ -252,6 +278,27 @@ export class ConveyorConsumer {
   /** Messages queued or in flight now. */
   get buffered(): number {
     return this.#buffered
+  }
+
+  /**
+   * What each owned partition is doing: messages held, whether it is paused, the last
+   * committed offset, and the messages waiting for a retry (offset, key, attempt, next try).
+   */
+  status(): ConsumerStatus {
+    return {
+      groupId: this.groupId,
+      state: this.#state,
+      buffered: this.#buffered,
+      partitions: [...this.#partitions.values()].map((s) => ({
+        topic: s.tp.topic,
+        partition: s.tp.partition,
+        committed: s.progress.lastCommitted === undefined ? null : String(s.progress.lastCommitted),
+        buffered: s.buffered,
+        inFlight: s.inFlight,
+        paused: s.pausedTail,
+        retrying: [...s.retryWaits].map((w) => ({ ...w, offset: String(w.offset) }))
+      }))
+    }
   }
 
   /** Creates missing dead-letter topics, joins the group and starts handling messages. */
@@ -432,6 +479,7 @@ export class ConveyorConsumer {
         inFlight: 0,
         pausedTail: false,
         retrying: 0,
+        retryWaits: new Set(),
         revoked: false,
         revocation,
         waits: AbortSignal.any([this.#stopping.signal, revocation.signal]),
@@ -791,7 +839,17 @@ export class ConveyorConsumer {
           })
         }
         if (state.retrying++ === 0) this.#shed(state)
+        const waiting: RetryWait = {
+          offset: record.offset,
+          key: message.keyString,
+          type: message.type,
+          attempt,
+          nextRetryAt: new Date(Date.now() + decision.delay).toISOString(),
+          error: (error as Error)?.message ?? String(error)
+        }
+        state.retryWaits.add(waiting)
         const waited = await wait(decision.delay, signal)
+        state.retryWaits.delete(waiting)
         state.retrying--
         if (!waited) return done('abandoned')
         attempt++

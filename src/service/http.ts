@@ -8,19 +8,22 @@ export interface ServiceHttpOptions {
   host?: string
   health?: HealthMonitor
   metrics?: Registry
+  /** What `/status` shows: the consumers' own view (see ConveyorConsumer.status). */
+  status?: () => unknown
 }
 
-/** The service's HTTP endpoints: `/health/live`, `/health/ready` (200 or 503 with the reasons) and `/metrics`. */
+/** The service's HTTP endpoints: `/health/live`, `/health/ready` (200 or 503 with the reasons), `/metrics` and `/status`. */
 export async function startServiceHttp({
   port = 8080,
   host = '0.0.0.0',
   health,
-  metrics
+  metrics,
+  status
 }: ServiceHttpOptions): Promise<{ url: string; server: Server }> {
   const server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0]
-    const json = (status: number, body: unknown) => {
-      response.writeHead(status, { 'content-type': 'application/json' })
+    const json = (code: number, body: unknown) => {
+      response.writeHead(code, { 'content-type': 'application/json' })
       response.end(JSON.stringify(body))
     }
     if (path === '/health/live') return json(health?.live() === false ? 503 : 200, { live: true })
@@ -28,6 +31,7 @@ export async function startServiceHttp({
       const report = health?.report() ?? { ready: true, groups: {} }
       return json(report.ready ? 200 : 503, report)
     }
+    if (path === '/status' && status) return json(200, status())
     if (path === '/metrics' && metrics) {
       metrics.metrics().then(
         (text) => {

@@ -49,11 +49,13 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
     groups: config.consumers.map((c) => c.groupId),
     ...config.health
   }).start()
+  const consumers: ConveyorConsumer[] = []
   const { url, server } = await startServiceHttp({
     port: config.http.port,
     host: config.http.host,
     health,
-    metrics: metrics.registry
+    metrics: metrics.registry,
+    status: () => ({ consumers: consumers.map((c) => c.status()) })
   })
   const transport = new KafkaTransport({ connection })
   const registry = config.registry
@@ -71,7 +73,6 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
             : {})
       })
     : undefined
-  const consumers: ConveyorConsumer[] = []
   for (const [index, declared] of config.consumers.entries()) {
     const routes = declared.routes ?? (await loadRoutes(declared.handlers!, `consumers.${index}.handlers`))
     const codec: Codec | undefined =
