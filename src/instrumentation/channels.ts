@@ -34,6 +34,8 @@ export const Channels = {
   error: 'conveyor:consumer:error',
   /** Tracing channel around each handler attempt (start, end, asyncStart, asyncEnd, error). */
   handler: 'conveyor:handler',
+  /** A schema registry request finished (`status` 0: unreachable), or was answered from the cache. */
+  registryRequest: 'conveyor:registry:request',
   /** A fetch from the broker completed (with or without records): the fetch loop is alive. */
   fetch: 'conveyor:transport:fetch',
   /**
@@ -139,6 +141,17 @@ export interface ProducerSendEvent {
 }
 
 export const producerSendChannel = tracingChannel<string, ProducerSendEvent>(Channels.producerSend)
+
+export interface RegistryRequestEvent {
+  method: string
+  /** The API path without ids, e.g. `schemas/ids`, `subjects/versions`. */
+  endpoint: string
+  status: number
+  duration: number
+  cached: boolean
+}
+
+export const registryRequestChannel = channel(Channels.registryRequest)
 
 export interface FetchEvent {
   groupId: string

@@ -12,7 +12,8 @@ import {
   type MessageHandledEvent,
   type MessageRetryEvent,
   type PartitionsEvent,
-  type ProducerSendEvent
+  type ProducerSendEvent,
+  type RegistryRequestEvent
 } from './channels.ts'
 
 export interface MetricsOptions {
@@ -96,6 +97,18 @@ export function enableMetrics({
     labelNames: ['topic', 'outcome'],
     registers
   })
+  const registryRequests = new Counter({
+    name: `${prefix}registry_requests_total`,
+    help: 'Schema registry requests, by endpoint and HTTP status (0: unreachable).',
+    labelNames: ['method', 'endpoint', 'status'],
+    registers
+  })
+  const registryCache = new Counter({
+    name: `${prefix}registry_cache_total`,
+    help: 'Schema lookups answered from the cache (hit) or the registry (miss).',
+    labelNames: ['endpoint', 'result'],
+    registers
+  })
   const sendLatency = new Histogram({
     name: `${prefix}producer_send_duration_seconds`,
     help: 'Time until the broker acknowledged a record.',
@@ -135,6 +148,12 @@ export function enableMetrics({
       const event = message as PartitionsEvent
       rebalances.inc({ group: event.groupId })
       assigned.set({ group: event.groupId }, event.partitions.length)
+    },
+    [Channels.registryRequest]: (message) => {
+      const event = message as RegistryRequestEvent
+      registryCache.inc({ endpoint: event.endpoint, result: event.cached ? 'hit' : 'miss' })
+      if (!event.cached)
+        registryRequests.inc({ method: event.method, endpoint: event.endpoint, status: String(event.status) })
     }
   }
   const handlerStart = (message: unknown) => inFlight.inc({ group: (message as { groupId: string }).groupId })

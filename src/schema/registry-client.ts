@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConveyorError, type ConveyorErrorOptions, ErrorCodes } from '../core/errors.ts'
+import { registryRequestChannel } from '../instrumentation/channels.ts'
 
 export type SchemaType = 'AVRO' | 'JSON' | 'PROTOBUF'
 
@@ -116,7 +117,10 @@ export class SchemaRegistryClient {
   async register(subject: string, input: SchemaInput, { normalize = false } = {}): Promise<number> {
     const cacheKey = this.#cacheKey(subject, input)
     const cached = this.#ids.get(cacheKey)
-    if (cached !== undefined) return cached
+    if (cached !== undefined) {
+      publishCached('POST', 'subjects/versions')
+      return cached
+    }
     const { id } = (await this.#call(
       'POST',
       `subjects/${encodeURIComponent(subject)}/versions${normalize ? '?normalize=true' : ''}`,
@@ -141,6 +145,7 @@ export class SchemaRegistryClient {
   /** The schema with this id (cached for the life of the client: ids never change meaning). */
   getById(id: number): Promise<RegisteredSchema> {
     let cached = this.#byId.get(id)
+    if (cached) publishCached('GET', 'schemas/ids')
     if (!cached) {
       cached = this.#call('GET', `schemas/ids/${id}`).then((raw) => normalizeSchema(raw as RawVersion))
       cached.catch(() => this.#byId.delete(id))
@@ -212,8 +217,24 @@ export class SchemaRegistryClient {
   }
 
   #send(method: string, url: URL, payload: string | undefined): Promise<unknown> {
+    const started = performance.now()
+    const answered = (status: number) => {
+      if (!registryRequestChannel.hasSubscribers) return
+      const endpoint = url.pathname
+        .split('/')
+        .filter((part) => part && !/^\d+$/.test(part))
+        .slice(0, 3)
+        .join('/')
+      registryRequestChannel.publish({
+        method,
+        endpoint,
+        status,
+        duration: performance.now() - started,
+        cached: false
+      })
+    }
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest
-    return new Promise((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       const request = send(
         url,
         {
@@ -229,6 +250,7 @@ export class SchemaRegistryClient {
           response.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8')
             const status = response.statusCode ?? 0
+            answered(status)
             let json: unknown
             try {
               json = text.length > 0 ? JSON.parse(text) : undefined
@@ -260,7 +282,10 @@ export class SchemaRegistryClient {
         }
       )
       request.on('timeout', () => request.destroy(new Error(`no answer within ${this.#timeout} ms`)))
-      request.on('error', (error) => reject(unreachable(method, url, error)))
+      request.on('error', (error) => {
+        answered(0)
+        reject(unreachable(method, url, error))
+      })
       if (payload !== undefined) request.write(payload)
       request.end()
     })
@@ -291,6 +316,11 @@ function normalizeSchema(raw: RawVersion): RegisteredSchema {
 
 function normalizeVersion(raw: RawVersion): SubjectVersion {
   return { ...normalizeSchema(raw), subject: raw.subject ?? '', version: raw.version ?? 0, id: raw.id ?? 0 }
+}
+
+function publishCached(method: string, endpoint: string): void {
+  if (registryRequestChannel.hasSubscribers)
+    registryRequestChannel.publish({ method, endpoint, status: 200, duration: 0, cached: true })
 }
 
 function unreachable(method: string, url: URL, cause: Error): RegistryError {

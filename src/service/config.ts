@@ -26,6 +26,8 @@ export interface ServiceConfig {
   http: { port: number; host: string }
   log: { level: string; pretty?: boolean; sampleEvery: number; redact: string[] }
   health: { livenessFile?: string; readinessFile?: string; stallTimeout?: number }
+  /** How often consumer lag is measured for `/metrics`, ms. Default 15 000. */
+  metrics?: { lagInterval?: number }
   consumers: Array<{
     groupId: string
     topics: string[]

@@ -13,6 +13,7 @@ import { SchemaRegistryClient } from '../schema/registry-client.ts'
 import { type LoadedConfig, resolveSecret } from './config.ts'
 import { HealthMonitor } from './health.ts'
 import { startServiceHttp } from './http.ts'
+import { LagMonitor } from './lag-monitor.ts'
 
 export interface RunningService {
   url: string
@@ -90,6 +91,11 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
     )
   }
   for (const consumer of consumers) await consumer.start()
+  const lag = new LagMonitor({
+    connection,
+    groups: config.consumers.map((c) => c.groupId),
+    registry: metrics.registry
+  }).start()
   logger.info(
     {
       url,
@@ -108,6 +114,7 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
     stopping ??= (async () => {
       logger.info('service stopping')
       await Promise.all(consumers.map((c) => c.stop()))
+      await lag.stop()
       health.stop()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeAllConnections()

@@ -22,6 +22,7 @@ test('`conveyor lag` shows lag in offsets and seconds, and for a stuck partition
     [
       `kafka: { brokers: [${testConnection().brokers.join(', ')}] }`,
       'http: { port: 0, host: 127.0.0.1 }',
+      'metrics: { lagInterval: 500 }',
       `consumers: [{ groupId: ${group}, topics: [${topic}], handlers: ${handlersModule} }]`
     ].join('\n')
   )
@@ -58,6 +59,15 @@ test('`conveyor lag` shows lag in offsets and seconds, and for a stuck partition
     new RegExp(
       `${topic}/0  committed 3  end 7  lag 4 \\(\\d+ s\\)  blocked at offset 3 key order-42 attempt \\d+, next retry .*: the downstream API is down`
     )
+  )
+  const gauge = new RegExp(`conveyor_consumer_lag\\{group="${group}",topic="${topic}",partition="0"\\} 4`)
+  await waitFor(async () => gauge.test(await (await fetch(`${service.url}/metrics`)).text()), {
+    timeout: 20_000,
+    description: 'the lag gauge'
+  })
+  assert.match(
+    await (await fetch(`${service.url}/metrics`)).text(),
+    new RegExp(`conveyor_consumer_lag_seconds\\{group="${group}",topic="${topic}",partition="0"\\} \\d+`)
   )
   service.child.kill('SIGTERM')
   assert.equal(await service.exited, 0)

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { enableMetrics } from '../../../src/instrumentation/metrics.ts'
 import { createProducer } from '../../../src/producer/producer.ts'
 import { bounded } from '../../../src/retry/policy.ts'
+import { SchemaRegistryClient } from '../../../src/schema/registry-client.ts'
 import { MemoryTransport } from '../../../src/testing/memory-transport.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 
@@ -61,4 +64,26 @@ test('the counters and histograms move as messages are handled, retried, dead-le
   assert.match(text, /conveyor_in_flight\{group="metrics-group"\} 0/)
   assert.match(text, /conveyor_assigned_partitions\{group="metrics-group"\} 2/)
   assert.match(text, new RegExp(`conveyor_producer_sends_total\\{topic="${topic}",outcome="ok"\\} 6`))
+})
+
+test('schema registry requests and cache hits are counted', async (t) => {
+  const metrics = enableMetrics()
+  t.after(() => metrics.disable())
+  const server = createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'application/vnd.schemaregistry.v1+json' })
+    response.end(JSON.stringify({ schema: '"string"' }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise((resolve) => server.close(resolve)))
+  const client = new SchemaRegistryClient({
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  for (let i = 0; i < 3; i++) await client.getById(7)
+  const text = await metrics.registry.metrics()
+  assert.match(
+    text,
+    /conveyor_registry_requests_total\{method="GET",endpoint="schemas\/ids",status="200"\} 1/
+  )
+  assert.match(text, /conveyor_registry_cache_total\{endpoint="schemas\/ids",result="miss"\} 1/)
+  assert.match(text, /conveyor_registry_cache_total\{endpoint="schemas\/ids",result="hit"\} 2/)
 })
