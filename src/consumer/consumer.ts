@@ -19,6 +19,7 @@ import {
   revokedChannel
 } from '../instrumentation/channels.ts'
 import { PartitionProgress } from '../offsets/partition-progress.ts'
+import type { ConveyorProducer } from '../producer/producer.ts'
 import { backoff, decide, forever, reasonOf } from '../retry/policy.ts'
 import {
   type CompiledRoute,
@@ -49,6 +50,8 @@ export interface ConsumerOptions {
   topics: string[]
   /** Message type → route. */
   routes: Routes
+  /** Lets handlers produce through `context.send`, with the envelope's causation set. */
+  producer?: ConveyorProducer
   /** Middleware applied to every route, outside the route's own (tracing, logging, metrics). */
   middleware?: Middleware[]
   /** Where the type is read. Default: the payload field `message_type`. */
@@ -801,7 +804,15 @@ export class ConveyorConsumer {
       return done(outcome)
     }
 
-    const context: HandlerContext = { signal: state.handlerSignal, groupId: this.groupId }
+    const producer = this.#options.producer
+    const parent = message
+    const context: HandlerContext = producer
+      ? {
+          signal: state.handlerSignal,
+          groupId: this.groupId,
+          send: (type, payload, options = {}) => producer.send(type, payload, { ...options, parent })
+        }
+      : { signal: state.handlerSignal, groupId: this.groupId }
     for (;;) {
       if (signal.aborted) return done('abandoned')
       try {

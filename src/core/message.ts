@@ -29,6 +29,15 @@ export interface HandlerContext {
   readonly signal: AbortSignal
   /** The consumer group handling the message. */
   readonly groupId: string
+  /**
+   * Produces a message caused by this one (it inherits the correlation id and names this
+   * message as its cause); present when the consumer was given a `producer`.
+   */
+  readonly send?: (
+    type: string,
+    payload: object,
+    options?: { key?: string | Buffer | null; topic?: string; headers?: Record<string, string | Buffer> }
+  ) => Promise<{ topic: string; partition: number; offset: bigint }>
 }
 
 export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => Promise<void> | void

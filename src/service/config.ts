@@ -26,6 +26,8 @@ export interface ServiceConfig {
   http: { port: number; host: string }
   log: { level: string; pretty?: boolean; sampleEvery: number; redact: string[] }
   health: { livenessFile?: string; readinessFile?: string; stallTimeout?: number }
+  /** A producer handlers reach through `context.send` (idempotent, acks=all). */
+  producer?: { compression?: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'; source?: string }
   /** How often consumer lag is measured for `/metrics`, ms. Default 15 000. */
   metrics?: { lagInterval?: number }
   consumers: Array<{
@@ -217,6 +219,12 @@ function validate(config: ServiceConfig, sources: Sources): void {
   }
   if (config.registry !== undefined && !/^https?:\/\/.+/.test(String(config.registry.url))) {
     fail('registry.url', sources, 'must be an http(s) URL')
+  }
+  if (
+    config.producer?.compression !== undefined &&
+    !['none', 'gzip', 'snappy', 'lz4', 'zstd'].includes(config.producer.compression)
+  ) {
+    fail('producer.compression', sources, 'must be none, gzip, snappy, lz4 or zstd')
   }
   if (!Number.isInteger(http.port) || http.port < 0 || http.port > 65_535)
     fail('http.port', sources, 'must be a port number (0–65535)')

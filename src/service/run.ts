@@ -7,6 +7,7 @@ import { createLogger, enableLogging } from '../instrumentation/logging.ts'
 import { enableMetrics } from '../instrumentation/metrics.ts'
 import { type KafkaConnection, verifyConnection } from '../kafka/connection.ts'
 import { KafkaTransport } from '../kafka/transport.ts'
+import { createProducer } from '../producer/producer.ts'
 import type { Routes } from '../routing/routes.ts'
 import { AvroCodec } from '../schema/avro-codec.ts'
 import { SchemaRegistryClient } from '../schema/registry-client.ts'
@@ -58,7 +59,13 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
     metrics: metrics.registry,
     status: () => ({ consumers: consumers.map((c) => c.status()) })
   })
-  const transport = new KafkaTransport({ connection })
+  const transport = new KafkaTransport({
+    connection,
+    ...(config.producer?.compression ? { compression: config.producer.compression } : {})
+  })
+  const producer = config.producer
+    ? createProducer({ transport, ...(config.producer.source ? { source: config.producer.source } : {}) })
+    : undefined
   const registry = config.registry
     ? new SchemaRegistryClient({
         url: config.registry.url,
@@ -84,6 +91,7 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
         groupId: declared.groupId,
         topics: declared.topics,
         routes,
+        ...(producer ? { producer } : {}),
         ...(declared.ordering ? { ordering: declared.ordering } : {}),
         ...(declared.concurrency ? { concurrency: declared.concurrency } : {}),
         ...(codec ? { codec } : {})
@@ -115,6 +123,7 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
       logger.info('service stopping')
       await Promise.all(consumers.map((c) => c.stop()))
       await lag.stop()
+      await producer?.close()
       health.stop()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeAllConnections()

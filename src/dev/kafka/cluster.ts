@@ -434,9 +434,16 @@ async function metadataBrokerCount(address: string): Promise<number> {
   }
 }
 
-/** A random Kafka cluster id: 16 bytes in URL-safe base64 without padding, as `kafka-storage random-uuid`. */
-function kafkaUuid(): string {
-  return randomBytes(16).toString('base64url')
+/**
+ * A random Kafka cluster id: 16 bytes in URL-safe base64 without padding, as `kafka-storage
+ * random-uuid`. Like Kafka's own generator, never one that starts with "-": the storage tool
+ * would read it as an option (`--cluster-id: expected one argument`).
+ */
+export function kafkaUuid(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url')
+    if (!id.startsWith('-')) return id
+  }
 }
 
 function isPortFree(port: number): Promise<boolean> {

@@ -6,7 +6,15 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { waitFor } from '../../../src/util/wait.ts'
-import { cleanup, saslConnection, uniqueName, useTopic, useTransport } from '../../helpers/kafka.ts'
+import {
+  cleanup,
+  readAll,
+  saslConnection,
+  testConnection,
+  uniqueName,
+  useTopic,
+  useTransport
+} from '../../helpers/kafka.ts'
 import { configFile, handlersModule, startService } from '../../helpers/service.ts'
 
 const sasl = saslConnection()
@@ -83,4 +91,32 @@ test('`conveyor run` with a bad config exits 1 with a one-line reason naming the
     result.stderr.trim(),
     `conveyor run: kafka.brokers (from file ${config}): must list one or more host:port addresses`
   )
+})
+
+test('handlers of a `conveyor run` service produce through context.send, and what they send names the handled message as its cause', async (t) => {
+  const input = await useTopic(t)
+  const output = await useTopic(t)
+  const config = configFile(
+    [
+      `kafka: { brokers: [${testConnection().brokers.join(', ')}] }`,
+      'http: { port: 0, host: 127.0.0.1 }',
+      'producer: { compression: lz4, source: "urn:test:forwarder" }',
+      `consumers: [{ groupId: ${uniqueName('fwd')}, topics: [${input}], handlers: ${handlersModule} }]`
+    ].join('\n')
+  )
+  const service = await startService(t, config, { FORWARD_TOPIC: output })
+  const publisher = useTransport(t).publisher()
+  cleanup(t, () => publisher.close())
+  const [position] = await publisher.send([
+    { topic: input, key: 'in', value: JSON.stringify({ message_type: 'forward' }) }
+  ])
+  const [forwarded] = await readAll(t, output, 1)
+  assert.deepEqual(JSON.parse(forwarded!.value!.toString()), { message_type: 'forwarded', ok: true })
+  assert.equal(
+    forwarded!.headers.get('ce_causationid')?.toString(),
+    `${input}-${position!.partition}-${position!.offset}`
+  )
+  assert.equal(forwarded!.headers.get('ce_source')?.toString(), 'urn:test:forwarder')
+  service.child.kill('SIGTERM')
+  assert.equal(await service.exited, 0)
 })

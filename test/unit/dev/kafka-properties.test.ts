@@ -61,3 +61,11 @@ test('a single broker needs no replication and opens SASL_SSL with SCRAM-SHA-512
   assert.equal(properties.get('listener.name.sasl_ssl.ssl.keystore.location'), '/tmp/broker.p12')
   assert.equal(properties.get('inter.broker.listener.name'), 'PLAINTEXT')
 })
+
+test('cluster ids never start with "-", which the storage tool would take for an option', async () => {
+  const { kafkaUuid } = await import('../../../src/dev/kafka/cluster.ts')
+  for (let i = 0; i < 5_000; i++) {
+    const id = kafkaUuid()
+    assert.match(id, /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/)
+  }
+})
