@@ -7,6 +7,7 @@ import {
   replayDeadLetters
 } from '../../dead-letter/replay.ts'
 import type { Command, CommandIO } from '../command.ts'
+import { brokersOption, connectionFor } from '../options.ts'
 
 const usage = `Usage: conveyor dlq list|show|replay <dlq-topic> [filters] [options]
 
@@ -53,7 +54,7 @@ export const dlqCommand: Command = {
         at: { type: 'string' },
         to: { type: 'string' },
         'dry-run': { type: 'boolean' },
-        brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092' },
+        brokers: brokersOption,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -63,7 +64,7 @@ export const dlqCommand: Command = {
       io.out(usage)
       return values.help ? 0 : 2
     }
-    const connection = { brokers: values.brokers.split(','), clientId: 'conveyor-dlq' }
+    const connection = connectionFor(values.brokers, 'dlq')
     const filter: DeadLetterFilter = {
       reason: values.reason,
       errorClass: values['error-class'],

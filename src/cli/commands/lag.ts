@@ -3,6 +3,7 @@ import { groupLag, type LagRow } from '../../admin/lag.ts'
 import type { ConsumerStatus } from '../../consumer/consumer.ts'
 import type { KafkaConnection } from '../../kafka/connection.ts'
 import type { Command } from '../command.ts'
+import { brokersOption, connectionFor } from '../options.ts'
 
 const usage = `Usage: conveyor lag <group> [--service URL] [--brokers HOST:PORT,…] [--json]
 
@@ -22,7 +23,7 @@ export const lagCommand: Command = {
       allowPositionals: true,
       options: {
         service: { type: 'string' },
-        brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092' },
+        brokers: brokersOption,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -32,7 +33,7 @@ export const lagCommand: Command = {
       io.out(usage)
       return values.help ? 0 : 2
     }
-    const connection: KafkaConnection = { brokers: values.brokers.split(','), clientId: 'conveyor-lag' }
+    const connection: KafkaConnection = connectionFor(values.brokers, 'lag')
     const rows: Row[] = await groupLag(connection, group)
     if (values.service) {
       const status = (await (await fetch(new URL('/status', values.service))).json()) as {

@@ -8,6 +8,7 @@ import { AvroCodec } from '../../schema/avro-codec.ts'
 import { loadCatalog } from '../../schema/catalog.ts'
 import { SchemaRegistryClient } from '../../schema/registry-client.ts'
 import type { Command } from '../command.ts'
+import { brokersOption, connectionFor } from '../options.ts'
 
 const usage = `Usage: conveyor produce <topic> --value JSON|@file [--type T] [--key K] [options]
 
@@ -33,7 +34,7 @@ export const produceCommand: Command = {
         value: { type: 'string' },
         type: { type: 'string' },
         key: { type: 'string' },
-        brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092' },
+        brokers: brokersOption,
         registry: { type: 'string', default: process.env.CONVEYOR_REGISTRY_URL },
         schemas: { type: 'string', default: 'schemas' },
         json: { type: 'boolean' },
@@ -80,7 +81,7 @@ export const produceCommand: Command = {
         })
     }
     const transport = new KafkaTransport({
-      connection: { brokers: values.brokers.split(','), clientId: 'conveyor-produce' }
+      connection: connectionFor(values.brokers, 'produce')
     })
     try {
       const producer = createProducer({ transport, topic, ...(codec ? { codec } : {}) })

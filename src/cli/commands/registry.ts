@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import { EmbeddedRegistry } from '../../registry/registry.ts'
 import { stopOnSignals } from '../../service/signals.ts'
 import type { Command } from '../command.ts'
+import { brokersOption, connectionFor } from '../options.ts'
 
 const usage = `Usage: conveyor registry [--brokers HOST:PORT,…] [--port 8081] [--host 127.0.0.1] [--topic _schemas]
 
@@ -16,7 +17,7 @@ export const registryCommand: Command = {
     const { values } = parseArgs({
       args: argv,
       options: {
-        brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092' },
+        brokers: brokersOption,
         port: { type: 'string', default: '8081' },
         host: { type: 'string', default: '127.0.0.1' },
         topic: { type: 'string', default: '_schemas' },
@@ -28,7 +29,7 @@ export const registryCommand: Command = {
       return 0
     }
     const registry = new EmbeddedRegistry({
-      connection: { brokers: values.brokers.split(','), clientId: 'conveyor-registry' },
+      connection: connectionFor(values.brokers, 'registry'),
       topic: values.topic,
       port: Number(values.port),
       host: values.host

@@ -6,6 +6,7 @@ import { clientOptions } from '../../kafka/connection.ts'
 import { SchemaRegistryClient } from '../../schema/registry-client.ts'
 import { AnyCodec } from '../../schema/registry-codec.ts'
 import type { Command } from '../command.ts'
+import { brokersOption, connectionFor } from '../options.ts'
 
 const usage = `Usage: conveyor tail <topic> [--from beginning|end|OFFSET|ISO-TIME] [--partition N] [--limit N] [options]
 
@@ -32,7 +33,7 @@ export const tailCommand: Command = {
         from: { type: 'string', default: 'beginning' },
         partition: { type: 'string' },
         limit: { type: 'string' },
-        brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092' },
+        brokers: brokersOption,
         registry: { type: 'string', default: process.env.CONVEYOR_REGISTRY_URL },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
@@ -49,7 +50,7 @@ export const tailCommand: Command = {
       values.registry ? new SchemaRegistryClient({ url: values.registry }) : undefined
     )
     const consumer = new Consumer({
-      ...clientOptions({ brokers: values.brokers.split(','), clientId: 'conveyor-tail' }),
+      ...clientOptions(connectionFor(values.brokers, 'tail')),
       groupId: `conveyor-tail-${randomUUID()}`,
       deserializers: { headerKey: stringDeserializer },
       autocommit: false,

@@ -4,6 +4,7 @@ import { Admin } from '@platformatic/kafka'
 import { applyTopics, describeChange, loadTopicsFile, planTopics } from '../../admin/topics.ts'
 import { clientOptions } from '../../kafka/connection.ts'
 import type { Command } from '../command.ts'
+import { brokersOption, connectionFor } from '../options.ts'
 
 const usage = `Usage: conveyor topics plan|apply <file> [--brokers HOST:PORT,…] [--json]
 
@@ -30,7 +31,7 @@ export const topicsCommand: Command = {
       args: argv,
       allowPositionals: true,
       options: {
-        brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '127.0.0.1:9092' },
+        brokers: brokersOption,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -41,9 +42,7 @@ export const topicsCommand: Command = {
       return values.help ? 0 : 2
     }
     const declared = loadTopicsFile(file)
-    const admin = new Admin(
-      clientOptions({ brokers: values.brokers.split(','), clientId: 'conveyor-topics' })
-    )
+    const admin = new Admin(clientOptions(connectionFor(values.brokers, 'topics')))
     try {
       const changes = await planTopics(admin, declared)
       if (action === 'plan') {
