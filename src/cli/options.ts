@@ -1,4 +1,5 @@
 import type { KafkaConnection } from '../kafka/connection.ts'
+import { splitList } from '../util/list.ts'
 
 /** The `--brokers` option every broker-facing command takes: `$KAFKA_BROKERS` or the local broker by default. */
 export const brokersOption = {
@@ -9,10 +10,7 @@ export const brokersOption = {
 /** The connection a command opens, from its `--brokers` value. */
 export function connectionFor(brokers: string, command: string): KafkaConnection {
   return {
-    brokers: brokers
-      .split(',')
-      .map((b) => b.trim())
-      .filter(Boolean),
+    brokers: splitList(brokers),
     clientId: `conveyor-${command}`
   }
 }

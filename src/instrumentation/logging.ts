@@ -78,6 +78,13 @@ function coordinates(record: { topic: string; partition: number; offset: bigint;
 /** Subscribes the logger to the runtime's channels; returns a function that unsubscribes. */
 export function enableLogging({ logger, sampleEvery = 1 }: LoggingOptions): () => void {
   let processed = 0
+  const logPartitions = (message: unknown, text: string) => {
+    const event = message as PartitionsEvent
+    logger.info(
+      { group: event.groupId, partitions: event.partitions.map((p) => `${p.topic}:${p.partition}`) },
+      text
+    )
+  }
   const handlers: Record<string, (message: unknown) => void> = {
     [Channels.messageHandled]: (message) => {
       const event = message as MessageHandledEvent
@@ -137,20 +144,8 @@ export function enableLogging({ logger, sampleEvery = 1 }: LoggingOptions): () =
           'commit failed'
         )
     },
-    [Channels.assigned]: (message) => {
-      const event = message as PartitionsEvent
-      logger.info(
-        { group: event.groupId, partitions: event.partitions.map((p) => `${p.topic}:${p.partition}`) },
-        'partitions assigned'
-      )
-    },
-    [Channels.revoked]: (message) => {
-      const event = message as PartitionsEvent
-      logger.info(
-        { group: event.groupId, partitions: event.partitions.map((p) => `${p.topic}:${p.partition}`) },
-        'partitions revoked'
-      )
-    },
+    [Channels.assigned]: (message) => logPartitions(message, 'partitions assigned'),
+    [Channels.revoked]: (message) => logPartitions(message, 'partitions revoked'),
     [Channels.lifecycle]: (message) => {
       const event = message as LifecycleEvent
       logger.info({ group: event.groupId, state: event.state }, `consumer ${event.state}`)

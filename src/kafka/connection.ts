@@ -69,7 +69,7 @@ function tlsOptions(tls: KafkaConnection['tls']): TlsOptions | undefined {
  * same credentials will be rejected again). Anything else is returned unchanged.
  */
 export function translateKafkaError(error: unknown, connection: KafkaConnection): unknown {
-  const authentication = findByCode(error, 'PLT_KFK_AUTHENTICATION')
+  const authentication = findNested(error, (candidate) => candidate.code === 'PLT_KFK_AUTHENTICATION')
   if (authentication) {
     const who = connection.sasl
       ? `as "${connection.sasl.username}" with ${connection.sasl.mechanism}`
@@ -127,28 +127,25 @@ export async function verifyConnection(
   }
 }
 
-/** Depth-first search through `errors` (AggregateError) and `cause` chains. */
-function findByCode(error: unknown, code: string, depth = 0): unknown {
+/** Depth-first search through `errors` (AggregateError) and `cause` chains for an error matching `test`. */
+function findNested(
+  error: unknown,
+  test: (candidate: Record<string, unknown>) => boolean,
+  depth = 0
+): unknown {
   if (typeof error !== 'object' || error === null || depth > 10) return undefined
-  const candidate = error as { code?: unknown; errors?: unknown; cause?: unknown }
-  if (candidate.code === code) return error
+  const candidate = error as Record<string, unknown>
+  if (test(candidate)) return error
   if (Array.isArray(candidate.errors)) {
     for (const inner of candidate.errors) {
-      const found = findByCode(inner, code, depth + 1)
+      const found = findNested(inner, test, depth + 1)
       if (found) return found
     }
   }
-  return findByCode(candidate.cause, code, depth + 1)
+  return findNested(candidate.cause, test, depth + 1)
 }
 
 /** True when a client error, or one nested in it, carries the broker error `apiId` (e.g. TOPIC_ALREADY_EXISTS). */
-export function hasApiId(error: unknown, apiId: string, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > 8) return false
-  const candidate = error as { apiId?: unknown; errors?: unknown[]; cause?: unknown }
-  if (candidate.apiId === apiId) return true
-  return (
-    (Array.isArray(candidate.errors) &&
-      candidate.errors.some((inner) => hasApiId(inner, apiId, depth + 1))) ||
-    hasApiId(candidate.cause, apiId, depth + 1)
-  )
+export function hasApiId(error: unknown, apiId: string): boolean {
+  return findNested(error, (candidate) => candidate.apiId === apiId) !== undefined
 }

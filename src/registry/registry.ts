@@ -510,12 +510,20 @@ function sameSchema(version: StoredVersion, parsed: Parsed): boolean {
   )
 }
 
+/** Normalized texts of stored schemas, computed once each (stored schemas never change). */
+const normalizedTexts = new Map<string, string>()
+
 function normalizedText(schema: string): string {
-  try {
-    return normalizeAvro(parseAvro(schema))
-  } catch {
-    return canonical(schema)
+  let text = normalizedTexts.get(schema)
+  if (text === undefined) {
+    try {
+      text = normalizeAvro(parseAvro(schema))
+    } catch {
+      text = canonical(schema)
+    }
+    normalizedTexts.set(schema, text)
   }
+  return text
 }
 
 function check(level: CompatibilityLevel, candidate: Parsed, existing: StoredVersion[]) {

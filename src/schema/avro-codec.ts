@@ -1,7 +1,8 @@
 import avro from 'avsc'
 import { type Codec, DecodeError } from '../codec/json.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
-import { RegistryError, type SchemaRegistryClient } from './registry-client.ts'
+import { compiledById } from './by-id.ts'
+import type { SchemaRegistryClient } from './registry-client.ts'
 import { frame, unframe } from './wire.ts'
 
 export type SubjectNameStrategy = 'topic' | 'record' | 'topic-record'
@@ -42,13 +43,14 @@ export class AvroCodec implements Codec {
   readonly #autoRegister: boolean
   readonly #target: 'key' | 'value'
   readonly #readers = new Map<string, AvroType>()
-  readonly #writers = new Map<number, Promise<AvroType>>()
+  readonly #writer: (id: number) => Promise<AvroType>
   readonly #resolvers = new Map<string, unknown>()
   readonly #ids = new Map<string, Promise<number>>()
   readonly #sources = new Map<string, string>()
 
   constructor(options: AvroCodecOptions) {
     this.#registry = options.registry
+    this.#writer = compiledById(options.registry, 'AVRO', (schema) => avro.Type.forSchema(JSON.parse(schema)))
     this.#typeField = options.typeField ?? 'message_type'
     this.#strategy = options.subjectNameStrategy ?? 'topic'
     this.#autoRegister = options.autoRegister ?? true
@@ -146,27 +148,5 @@ export class AvroCodec implements Codec {
       default:
         return `${topic}-${this.#target}`
     }
-  }
-
-  #writer(id: number): Promise<AvroType> {
-    let writer = this.#writers.get(id)
-    if (!writer) {
-      writer = this.#registry.getById(id).then(
-        (registered) => {
-          if (registered.schemaType !== 'AVRO')
-            throw new DecodeError('not_avro', `schema ${id} is ${registered.schemaType}, not Avro`)
-          return avro.Type.forSchema(JSON.parse(registered.schema))
-        },
-        (error: unknown) => {
-          if (error instanceof RegistryError && error.errorCode === 40403) {
-            throw new DecodeError('unknown_schema_id', `the registry has no schema with id ${id}`, error)
-          }
-          throw error // unreachable or failing: retryable, the message waits
-        }
-      )
-      writer.catch(() => this.#writers.delete(id))
-      this.#writers.set(id, writer)
-    }
-    return writer
   }
 }

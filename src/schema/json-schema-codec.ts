@@ -1,7 +1,8 @@
 import { Ajv, type ValidateFunction } from 'ajv'
 import { type Codec, DecodeError } from '../codec/json.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
-import { RegistryError, type SchemaRegistryClient } from './registry-client.ts'
+import { compiledById } from './by-id.ts'
+import type { SchemaRegistryClient } from './registry-client.ts'
 import { frame, unframe } from './wire.ts'
 
 export interface JsonSchemaCodecOptions {
@@ -23,11 +24,14 @@ export class JsonSchemaCodec implements Codec {
   readonly #target: 'key' | 'value'
   readonly #ajv = new Ajv({ allErrors: true, strict: false })
   readonly #schemas = new Map<string, { source: string; validate: ValidateFunction }>()
-  readonly #byId = new Map<number, Promise<ValidateFunction>>()
+  readonly #validator: (id: number) => Promise<ValidateFunction>
   readonly #ids = new Map<string, Promise<number>>()
 
   constructor(options: JsonSchemaCodecOptions) {
     this.#registry = options.registry
+    this.#validator = compiledById(options.registry, 'JSON', (schema) =>
+      this.#ajv.compile(JSON.parse(schema))
+    )
     this.#target = options.target ?? 'value'
     for (const [type, schema] of Object.entries(options.schemas ?? {})) {
       try {
@@ -86,31 +90,6 @@ export class JsonSchemaCodec implements Codec {
       this.#ids.set(key, id)
     }
     return frame(await id, Buffer.from(JSON.stringify(value)))
-  }
-
-  #validator(id: number): Promise<ValidateFunction> {
-    let validator = this.#byId.get(id)
-    if (!validator) {
-      validator = this.#registry.getById(id).then(
-        (registered) => {
-          if (registered.schemaType !== 'JSON')
-            throw new DecodeError(
-              'not_json_schema',
-              `schema ${id} is ${registered.schemaType}, not JSON Schema`
-            )
-          return this.#ajv.compile(JSON.parse(registered.schema))
-        },
-        (error: unknown) => {
-          if (error instanceof RegistryError && error.errorCode === 40403) {
-            throw new DecodeError('unknown_schema_id', `the registry has no schema with id ${id}`, error)
-          }
-          throw error
-        }
-      )
-      validator.catch(() => this.#byId.delete(id))
-      this.#byId.set(id, validator)
-    }
-    return validator
   }
 }
 

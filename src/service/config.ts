@@ -12,6 +12,7 @@ import { parse as parseYaml } from 'yaml'
 import type { Ordering } from '../consumer/consumer.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { Routes } from '../routing/routes.ts'
+import { splitList } from '../util/list.ts'
 
 export type Secret = string | { env: string } | { file: string }
 
@@ -55,11 +56,7 @@ export interface LoadedConfig {
 const envMap: Record<string, { path: string; parse?: (value: string) => unknown }> = {
   CONVEYOR_KAFKA_BROKERS: {
     path: 'kafka.brokers',
-    parse: (v) =>
-      v
-        .split(',')
-        .map((b) => b.trim())
-        .filter(Boolean)
+    parse: splitList
   },
   CONVEYOR_KAFKA_CLIENT_ID: { path: 'kafka.clientId' },
   CONVEYOR_KAFKA_SASL_MECHANISM: { path: 'kafka.sasl.mechanism' },
@@ -73,11 +70,7 @@ const envMap: Record<string, { path: string; parse?: (value: string) => unknown 
 const flagMap: Record<string, { path: string; parse?: (value: string) => unknown }> = {
   brokers: {
     path: 'kafka.brokers',
-    parse: (v) =>
-      v
-        .split(',')
-        .map((b) => b.trim())
-        .filter(Boolean)
+    parse: splitList
   },
   port: { path: 'http.port', parse: Number },
   'log-level': { path: 'log.level' }
