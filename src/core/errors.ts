@@ -27,6 +27,8 @@ export const ErrorCodes = {
   KAFKA_UNAVAILABLE: 'CONVEYOR_KAFKA_UNAVAILABLE',
   /** The consumer is not in a state that allows the call (e.g. started twice). */
   STATE: 'CONVEYOR_STATE',
+  /** A call to a REST API failed: `status` and `body` say how; retryable when transient (unreachable, timeout, 429, 5xx). */
+  API: 'CONVEYOR_API',
   /** The local Kafka tooling (jars, Java, Maven, broker processes) failed. */
   LOCAL_KAFKA: 'CONVEYOR_LOCAL_KAFKA',
   /** A wait for a condition ran out of time. */

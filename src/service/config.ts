@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parse as parseYaml } from 'yaml'
+import type { Codec } from '../codec/json.ts'
 import type { Ordering } from '../consumer/consumer.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { Routes } from '../routing/routes.ts'
@@ -36,7 +37,8 @@ export interface ServiceConfig {
     topics: string[]
     ordering?: Ordering
     concurrency?: number
-    codec?: 'json' | 'avro'
+    /** `json` (default), `avro` (through `registry`), or a codec object in a TS/JS config. */
+    codec?: 'json' | 'avro' | Codec
     /** Routes: given in a TS/JS config, or loaded from this module's `routes` export. */
     routes?: Routes
     handlers?: string
@@ -45,6 +47,21 @@ export interface ServiceConfig {
 
 /** Where each setting came from, for error messages: `file <path>`, `env NAME`, `flag --name`. */
 export type Sources = Map<string, string>
+
+/**
+ * An application's own sections of the configuration (e.g. the command dispatcher's
+ * `dispatcher`, `api`, `s3`): their defaults, environment variables, secrets and checks.
+ */
+export interface ConfigExtension {
+  defaults: Record<string, unknown>
+  env: Record<string, { path: string; parse?: (value: string) => unknown }>
+  /** Paths of secrets (redacted from logs), e.g. `api.token`. */
+  secrets: string[]
+  /** Throw through `fail(path, message)`, which names where the value came from. */
+  validate(config: Record<string, unknown>, fail: (path: string, message: string) => never): void
+  /** Set when the application declares its consumers itself. */
+  consumersOptional?: boolean
+}
 
 export interface LoadedConfig {
   config: ServiceConfig
@@ -84,6 +101,22 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
     node = node[part] as Record<string, unknown>
   }
   node[parts.at(-1)!] = value
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.getPrototypeOf(value) === Object.prototype
+}
+
+/** Nested objects merge key by key; everything else (arrays, secrets, codecs) is replaced. */
+function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(source)) {
+    const current = target[key]
+    if (isPlainObject(value) && isPlainObject(current) && !('env' in value) && !('file' in value)) {
+      const copy = { ...current }
+      mergeInto(copy, value)
+      target[key] = copy
+    } else target[key] = value
+  }
 }
 
 function record(sources: Sources, value: unknown, path: string, source: string): void {
@@ -137,11 +170,13 @@ export function resolveSecret(
 export async function loadConfig({
   file,
   env = process.env,
-  flags = {}
+  flags = {},
+  extension
 }: {
   file?: string
   env?: NodeJS.ProcessEnv
   flags?: Record<string, string | undefined>
+  extension?: ConfigExtension
 }): Promise<LoadedConfig> {
   const sources: Sources = new Map()
   const merged: Record<string, unknown> = {
@@ -151,6 +186,7 @@ export async function loadConfig({
     health: {},
     consumers: []
   }
+  if (extension) mergeInto(merged, structuredClone(extension.defaults))
   record(sources, merged, '', 'default')
   if (file) {
     let fromFile: Record<string, unknown>
@@ -163,18 +199,10 @@ export async function loadConfig({
         { path: 'config', cause: error }
       )
     }
-    for (const [key, value] of Object.entries(fromFile ?? {})) {
-      merged[key] =
-        typeof value === 'object' &&
-        value !== null &&
-        !Array.isArray(value) &&
-        typeof merged[key] === 'object'
-          ? { ...(merged[key] as object), ...value }
-          : value
-    }
+    mergeInto(merged, fromFile ?? {})
     record(sources, fromFile, '', `file ${file}`)
   }
-  for (const [name, { path, parse }] of Object.entries(envMap)) {
+  for (const [name, { path, parse }] of Object.entries({ ...envMap, ...extension?.env })) {
     const value = env[name]
     if (value === undefined) continue
     setPath(merged, path, parse ? parse(value) : value)
@@ -187,12 +215,19 @@ export async function loadConfig({
     sources.set(path, `flag --${name}`)
   }
   const config = merged as unknown as ServiceConfig
-  validate(config, sources)
-  const secretPaths = ['kafka.sasl.password', 'registry.password', 'registry.token', ...config.log.redact]
+  validate(config, sources, extension?.consumersOptional ?? false)
+  extension?.validate(merged, (path, message) => fail(path, sources, message))
+  const secretPaths = [
+    'kafka.sasl.password',
+    'registry.password',
+    'registry.token',
+    ...(extension?.secrets ?? []),
+    ...config.log.redact
+  ]
   return { config, sources, secretPaths }
 }
 
-function validate(config: ServiceConfig, sources: Sources): void {
+function validate(config: ServiceConfig, sources: Sources, consumersOptional: boolean): void {
   const { kafka, http, log, consumers } = config
   if (
     !Array.isArray(kafka?.brokers) ||
@@ -226,7 +261,7 @@ function validate(config: ServiceConfig, sources: Sources): void {
   }
   if (!Number.isInteger(log.sampleEvery) || log.sampleEvery < 1)
     fail('log.sampleEvery', sources, 'must be an integer ≥ 1')
-  if (!Array.isArray(consumers) || consumers.length === 0)
+  if (!Array.isArray(consumers) || (consumers.length === 0 && !consumersOptional))
     fail('consumers', sources, 'declare at least one consumer')
   consumers.forEach((consumer, index) => {
     const path = `consumers.${index}`
@@ -241,7 +276,11 @@ function validate(config: ServiceConfig, sources: Sources): void {
         'give routes (in a TypeScript config) or a handlers module exporting `routes`'
       )
     }
-    if (consumer.codec !== undefined && !['json', 'avro'].includes(consumer.codec))
+    if (
+      consumer.codec !== undefined &&
+      typeof consumer.codec !== 'object' &&
+      !['json', 'avro'].includes(consumer.codec)
+    )
       fail(`${path}.codec`, sources, 'must be json or avro')
     if (consumer.codec === 'avro' && config.registry === undefined)
       fail(`${path}.codec`, sources, 'avro needs a registry.url')

@@ -26,6 +26,8 @@ export interface HealthOptions {
   readinessFile?: string
   /** How often the probe files are refreshed. Default 5 000 ms. */
   interval?: number
+  /** Further conditions of readiness (e.g. a REST API the service depends on): problems, empty when fine. */
+  checks?: Record<string, () => string[]>
 }
 
 interface GroupHealth {
@@ -37,11 +39,12 @@ interface GroupHealth {
 export interface HealthReport {
   ready: boolean
   groups: Record<string, GroupHealth & { problems: string[] }>
+  checks: Record<string, { problems: string[] }>
 }
 
 export class HealthMonitor {
   readonly #groups = new Map<string, GroupHealth>()
-  readonly #options: Required<Omit<HealthOptions, 'livenessFile' | 'readinessFile'>> & HealthOptions
+  readonly #options: Required<Omit<HealthOptions, 'livenessFile' | 'readinessFile' | 'checks'>> & HealthOptions
   readonly #handlers: Array<[string, (message: unknown) => void]>
   #timer: NodeJS.Timeout | undefined
 
@@ -105,7 +108,15 @@ export class HealthMonitor {
       }
       groups[name] = { ...group, problems }
     }
-    return { ready: Object.values(groups).every((g) => g.problems.length === 0), groups }
+    const checks: HealthReport['checks'] = {}
+    for (const [name, check] of Object.entries(this.#options.checks ?? {})) checks[name] = { problems: check() }
+    return {
+      ready:
+        Object.values(groups).every((g) => g.problems.length === 0) &&
+        Object.values(checks).every((c) => c.problems.length === 0),
+      groups,
+      checks
+    }
   }
 
   ready(): boolean {

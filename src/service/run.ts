@@ -24,11 +24,42 @@ export interface RunningService {
   stopped: Promise<void>
 }
 
+/** What an application built on the service adds to it. */
+export interface ServiceExtras {
+  /** Further readiness conditions: name → problems (empty when fine). */
+  healthChecks?: Record<string, () => string[]>
+  /** Added to `/status`. */
+  status?: () => Record<string, unknown>
+  /** Runs after the consumers have drained, before the connection closes. */
+  onStop?: () => Promise<void>
+}
+
+/** The registry client a configuration describes, or `undefined` without `registry`. */
+export function registryClientFor(
+  config: LoadedConfig['config'],
+  sources: LoadedConfig['sources']
+): SchemaRegistryClient | undefined {
+  if (!config.registry) return undefined
+  const auth =
+    config.registry.token !== undefined
+      ? { token: resolveSecret(config.registry.token, 'registry.token', sources)! }
+      : config.registry.username !== undefined
+        ? {
+            username: config.registry.username,
+            password: resolveSecret(config.registry.password, 'registry.password', sources) ?? ''
+          }
+        : undefined
+  return new SchemaRegistryClient({ url: config.registry.url, ...(auth ? { auth } : {}) })
+}
+
 /**
  * Starts a service from its configuration: checks the broker (rejected credentials fail at
  * once), then starts logs, metrics, health, the HTTP endpoints and every consumer.
  */
-export async function runService({ config, sources, secretPaths }: LoadedConfig): Promise<RunningService> {
+export async function runService(
+  { config, sources, secretPaths }: LoadedConfig,
+  extras: ServiceExtras = {}
+): Promise<RunningService> {
   const connection: KafkaConnection = {
     brokers: config.kafka.brokers,
     clientId: config.kafka.clientId ?? 'conveyor-service',
@@ -49,7 +80,8 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
   const metrics = enableMetrics()
   const health = new HealthMonitor({
     groups: config.consumers.map((c) => c.groupId),
-    ...config.health
+    ...config.health,
+    ...(extras.healthChecks ? { checks: extras.healthChecks } : {})
   }).start()
   const consumers: ConveyorConsumer[] = []
   const { url, server } = await startServiceHttp({
@@ -57,7 +89,7 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
     host: config.http.host,
     health,
     metrics: metrics.registry,
-    status: () => ({ consumers: consumers.map((c) => c.status()) })
+    status: () => ({ consumers: consumers.map((c) => c.status()), ...extras.status?.() })
   })
   const transport = new KafkaTransport({
     connection,
@@ -66,25 +98,15 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
   const producer = config.producer
     ? createProducer({ transport, ...(config.producer.source ? { source: config.producer.source } : {}) })
     : undefined
-  const registry = config.registry
-    ? new SchemaRegistryClient({
-        url: config.registry.url,
-        ...(config.registry.token !== undefined
-          ? { auth: { token: resolveSecret(config.registry.token, 'registry.token', sources)! } }
-          : config.registry.username !== undefined
-            ? {
-                auth: {
-                  username: config.registry.username,
-                  password: resolveSecret(config.registry.password, 'registry.password', sources) ?? ''
-                }
-              }
-            : {})
-      })
-    : undefined
+  const registry = registryClientFor(config, sources)
   for (const [index, declared] of config.consumers.entries()) {
     const routes = declared.routes ?? (await loadRoutes(declared.handlers!, `consumers.${index}.handlers`))
     const codec: Codec | undefined =
-      declared.codec === 'avro' ? new AvroCodec({ registry: registry! }) : undefined
+      typeof declared.codec === 'object'
+        ? declared.codec
+        : declared.codec === 'avro'
+          ? new AvroCodec({ registry: registry! })
+          : undefined
     consumers.push(
       createConsumer({
         transport,
@@ -123,6 +145,7 @@ export async function runService({ config, sources, secretPaths }: LoadedConfig)
       logger.info('service stopping')
       await Promise.all(consumers.map((c) => c.stop()))
       await lag.stop()
+      await extras.onStop?.()
       await producer?.close()
       health.stop()
       await new Promise<void>((resolve) => server.close(() => resolve()))

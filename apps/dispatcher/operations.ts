@@ -1,0 +1,289 @@
+/**
+ * The REST command bridge: each message type maps to a declarative operation on a REST
+ * API, and each operation is written so that repeating it after a half-done attempt
+ * has the effect of doing it once (no second object created, nothing linked twice).
+ *
+ * - `update`: resolve the selector on `resource`, then PATCH (or PUT) `values` — or
+ *   only the listed `fields` of it — to `{resource}/{id}/` for each match.
+ * - `upload`: find the object the selector names on `resource` (default `{ name: file_name }`)
+ *   or create it, upload the file's bytes to `{resource}/{id}/{uploadPath}`, and, when the
+ *   command names objects in `values[link.selectorField]`, add the object's id to their
+ *   `link.field` list.
+ * - `link`: find one object on `from.resource` by `values[from.selectorField]`, and add its
+ *   id to the `field` list of each object the selector names on `resource`.
+ */
+import type { Handler, Message } from '../../src/core/message.ts'
+import type { ApiClient } from './api-client.ts'
+import type { S3Reader } from './s3.ts'
+import { type ApiObject, CommandError, parseSelector, resolveSelector } from './selectors.ts'
+
+export type Operation =
+  | { kind: 'update'; resource: string; method?: 'PATCH' | 'PUT'; fields?: string[] }
+  | {
+      kind: 'upload'
+      resource: string
+      /** Appended to `{resource}/{id}/`. Default `upload/`. */
+      uploadPath?: string
+      link?: { resource: string; field: string; selectorField: string }
+    }
+  | { kind: 'link'; resource: string; field: string; from: { resource: string; selectorField: string } }
+
+/** A named set of operations for one API, and the call that proves the API is back. */
+export interface Profile {
+  name: string
+  /** GET path (relative to the API URL) that must answer 2xx for a closed API to reopen. */
+  probePath: string
+  operations: Record<string, Operation>
+}
+
+/** CISO Assistant (https://intuitem.com): the commands of `schemas/commands/`. */
+export const cisoAssistant: Profile = {
+  name: 'ciso-assistant',
+  probePath: 'applied-controls/?limit=1',
+  operations: {
+    update_applied_control: { kind: 'update', resource: 'applied-controls' },
+    update_requirement_assessment: { kind: 'update', resource: 'requirement-assessments' },
+    update_applied_control_status: { kind: 'update', resource: 'applied-controls', fields: ['status'] },
+    update_requirement_assessment_status: {
+      kind: 'update',
+      resource: 'requirement-assessments',
+      fields: ['result']
+    },
+    upload_attachment: {
+      kind: 'upload',
+      resource: 'evidences',
+      uploadPath: 'upload/',
+      link: { resource: 'applied-controls', field: 'evidences', selectorField: 'applied_controls' }
+    },
+    attach_evidence_to_applied_control: {
+      kind: 'link',
+      resource: 'applied-controls',
+      field: 'evidences',
+      from: { resource: 'evidences', selectorField: 'evidence' }
+    }
+  }
+}
+
+export const profiles: Record<string, Profile> = { 'ciso-assistant': cisoAssistant }
+
+export interface Command {
+  message_type: string
+  version?: number
+  selector?: Record<string, string>
+  values?: Record<string, unknown>
+}
+
+export interface OperationDependencies {
+  api: ApiClient
+  s3?: S3Reader
+  /** Serializes read-modify-write steps on one object (links), across concurrent commands. */
+  locks?: KeyedLock
+}
+
+/** Runs one async function at a time per key; others with the same key wait their turn. */
+export class KeyedLock {
+  readonly #tails = new Map<string, Promise<unknown>>()
+
+  async run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve()
+    const result = previous.then(work, work)
+    const tail = result.catch(() => {})
+    this.#tails.set(key, tail)
+    try {
+      return await result
+    } finally {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key)
+    }
+  }
+}
+
+function valuesOf(command: Command): Record<string, unknown> {
+  const values = command.values
+  if (typeof values !== 'object' || values === null || Array.isArray(values))
+    throw new CommandError('invalid_command', 'values must be an object')
+  return values
+}
+
+function requiredString(values: Record<string, unknown>, field: string): string {
+  const value = values[field]
+  if (typeof value !== 'string' || value.length === 0)
+    throw new CommandError('invalid_command', `values.${field} is required (a non-empty string)`)
+  return value
+}
+
+/** Strict base64 (standard or URL-safe alphabet, padding optional): a corrupt file is never uploaded. */
+export function decodeBase64(text: string, path: string): Buffer {
+  const compact = text.replace(/\s+/g, '')
+  if (compact.length === 0) throw new CommandError('bad_base64', `${path} is empty`)
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(compact) || compact.replace(/=+$/, '').length % 4 === 1)
+    throw new CommandError('bad_base64', `${path} is not valid base64`)
+  return Buffer.from(compact, compact.includes('-') || compact.includes('_') ? 'base64url' : 'base64')
+}
+
+/** `Content-Disposition: attachment; filename=…` (RFC 6266), with `filename*` for non-ASCII names. */
+export function contentDisposition(fileName: string): string {
+  const ascii = fileName.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '\\$&')
+  const plain = `attachment; filename="${ascii}"`
+  return /^[\x20-\x7e]*$/.test(fileName) ? plain : `${plain}; filename*=UTF-8''${encodeURIComponent(fileName)}`
+}
+
+function idsOf(list: unknown): string[] {
+  if (!Array.isArray(list)) return []
+  return list.map((item) =>
+    typeof item === 'object' && item !== null ? String((item as { id: unknown }).id) : String(item)
+  )
+}
+
+/** Adds `itemId` to `{resource}/{id}/`'s `field` list unless it is there already. */
+async function addToList(
+  deps: OperationDependencies,
+  resource: string,
+  target: ApiObject,
+  field: string,
+  itemId: string,
+  signal: AbortSignal
+): Promise<void> {
+  const step = async () => {
+    const current = (await deps.api.get(`${resource}/${target.id}/`, { signal })).body as Record<string, unknown>
+    const ids = idsOf(current?.[field])
+    if (ids.includes(itemId)) return
+    await deps.api.patch(`${resource}/${target.id}/`, { [field]: [...ids, itemId] }, { signal })
+  }
+  await (deps.locks ? deps.locks.run(`${resource}/${target.id}`, step) : step())
+}
+
+async function fileBytes(deps: OperationDependencies, values: Record<string, unknown>, signal: AbortSignal) {
+  const fileName = requiredString(values, 'file_name')
+  const content = values.file_content
+  const bucket = values.file_s3_bucket
+  if (typeof content === 'string' && content.length > 0) {
+    if (typeof bucket === 'string' && bucket.length > 0)
+      throw new CommandError('invalid_command', 'give values.file_content or values.file_s3_bucket, not both')
+    return { fileName, bytes: decodeBase64(content, 'values.file_content') }
+  }
+  if (typeof bucket === 'string' && bucket.length > 0) {
+    if (!deps.s3)
+      throw new CommandError(
+        'invalid_command',
+        'values.file_s3_bucket needs an object store: set s3.url, s3.accessKey and s3.secretKey'
+      )
+    const key = typeof values.file_s3_key === 'string' && values.file_s3_key ? values.file_s3_key : fileName
+    return { fileName, bytes: await deps.s3.get(bucket, key, signal) }
+  }
+  throw new CommandError('invalid_command', 'values.file_content (base64) or values.file_s3_bucket is required')
+}
+
+async function runUpdate(
+  operation: Extract<Operation, { kind: 'update' }>,
+  command: Command,
+  deps: OperationDependencies,
+  signal: AbortSignal
+): Promise<string[]> {
+  const values = valuesOf(command)
+  const body = operation.fields
+    ? Object.fromEntries(operation.fields.filter((f) => f in values).map((f) => [f, values[f]]))
+    : values
+  if (operation.fields && Object.keys(body).length !== operation.fields.length)
+    throw new CommandError(
+      'invalid_command',
+      `values must hold ${operation.fields.map((f) => `values.${f}`).join(', ')}`
+    )
+  if (Object.keys(body).length === 0) throw new CommandError('invalid_command', 'values is empty: nothing to update')
+  const selector = parseSelector(command.selector)
+  const targets = await resolveSelector(deps.api, operation.resource, selector, { signal })
+  for (const target of targets)
+    await deps.api.request(operation.method ?? 'PATCH', `${operation.resource}/${target.id}/`, { json: body, signal })
+  return targets.map((t) => t.id)
+}
+
+async function runUpload(
+  operation: Extract<Operation, { kind: 'upload' }>,
+  command: Command,
+  deps: OperationDependencies,
+  signal: AbortSignal
+): Promise<string[]> {
+  const values = valuesOf(command)
+  const linkSelector =
+    operation.link && values[operation.link.selectorField] != null
+      ? parseSelector(values[operation.link.selectorField], `values.${operation.link.selectorField}`)
+      : undefined
+  const { fileName, bytes } = await fileBytes(deps, values, signal)
+  const given = parseSelector(command.selector)
+  const selector = Object.keys(given.filters).length > 0 ? given : { ...given, filters: { name: fileName } }
+  let objects = await resolveSelector(deps.api, operation.resource, selector, { signal, allowNone: true })
+  if (objects.length === 0) {
+    // Created so that the selector finds it: a retry after a lost answer finds it instead of creating another.
+    const fields = Object.fromEntries(Object.entries(selector.filters).filter(([key]) => !key.includes('__')))
+    const created = (await deps.api.post(`${operation.resource}/`, { name: fileName, ...fields }, { signal }))
+      .body as ApiObject
+    if (typeof created?.id !== 'string')
+      throw new CommandError('api_rejected', `POST ${operation.resource}/ answered without an id`)
+    objects = [created]
+  }
+  const links = linkSelector
+    ? await resolveSelector(deps.api, operation.link!.resource, linkSelector, {
+        signal,
+        path: `values.${operation.link!.selectorField}`
+      })
+    : []
+  for (const object of objects) {
+    await deps.api.request('POST', `${operation.resource}/${object.id}/${operation.uploadPath ?? 'upload/'}`, {
+      body: bytes,
+      headers: { 'content-type': 'application/octet-stream', 'content-disposition': contentDisposition(fileName) },
+      signal
+    })
+    for (const target of links)
+      await addToList(deps, operation.link!.resource, target, operation.link!.field, object.id, signal)
+  }
+  return objects.map((o) => o.id)
+}
+
+async function runLink(
+  operation: Extract<Operation, { kind: 'link' }>,
+  command: Command,
+  deps: OperationDependencies,
+  signal: AbortSignal
+): Promise<string[]> {
+  const values = valuesOf(command)
+  const path = `values.${operation.from.selectorField}`
+  if (values[operation.from.selectorField] == null) throw new CommandError('invalid_command', `${path} is required`)
+  const itemSelector = parseSelector(values[operation.from.selectorField], path)
+  const [item] = await resolveSelector(
+    deps.api,
+    operation.from.resource,
+    { ...itemSelector, target: 'single' },
+    { signal, path }
+  )
+  const targets = await resolveSelector(deps.api, operation.resource, parseSelector(command.selector), { signal })
+  for (const target of targets) await addToList(deps, operation.resource, target, operation.field, item!.id, signal)
+  return targets.map((t) => t.id)
+}
+
+/** Carries out one command; resolves with the ids of the objects it changed. */
+export async function runOperation(
+  operation: Operation,
+  command: Command,
+  deps: OperationDependencies,
+  signal: AbortSignal
+): Promise<string[]> {
+  switch (operation.kind) {
+    case 'update':
+      return runUpdate(operation, command, deps, signal)
+    case 'upload':
+      return runUpload(operation, command, deps, signal)
+    case 'link':
+      return runLink(operation, command, deps, signal)
+  }
+}
+
+/** A consumer handler that carries out each message's command with `operation`. */
+export function operationHandler(
+  operation: Operation,
+  deps: OperationDependencies,
+  onDone?: (message: Message<Command>, affected: string[]) => void
+): Handler<Command> {
+  return async (message, { signal }) => {
+    const affected = await runOperation(operation, message.value, deps, signal)
+    onDone?.(message, affected)
+  }
+}
