@@ -114,7 +114,9 @@ function truncate(text: string): string {
   return text.length > maxBodyInMessage ? `${text.slice(0, maxBodyInMessage)}… (${text.length} chars)` : text
 }
 
-type Closed = { kind: 'unauthorized'; since: number; detail: string } | { kind: 'unreachable'; since: number; detail: string }
+type Closed =
+  | { kind: 'unauthorized'; since: number; detail: string }
+  | { kind: 'unreachable'; since: number; detail: string }
 
 /** What an API's availability looks like from here, for `/status` and readiness. */
 export interface ApiAvailability {
@@ -161,7 +163,12 @@ export class ApiClient {
   availability(): ApiAvailability {
     const closed = this.#closed
     if (!closed) return { open: true, state: 'open' }
-    return { open: false, state: closed.kind, since: new Date(closed.since).toISOString(), detail: closed.detail }
+    return {
+      open: false,
+      state: closed.kind,
+      since: new Date(closed.since).toISOString(),
+      detail: closed.detail
+    }
   }
 
   /** Readiness problems: empty while the API is open. */
@@ -226,7 +233,11 @@ export class ApiClient {
         this.#unreachableInARow = 0
         throw error
       }
-      if (error.reason === 'unreachable' || error.reason === 'timeout' || unavailableStatuses.has(error.status ?? 0)) {
+      if (
+        error.reason === 'unreachable' ||
+        error.reason === 'timeout' ||
+        unavailableStatuses.has(error.status ?? 0)
+      ) {
         this.#unreachableInARow += 1
         if (this.#unreachableInARow >= this.#options.outageThreshold) {
           this.#close('unreachable', error.message)
@@ -237,7 +248,8 @@ export class ApiClient {
       }
       failures += 1
       if (failures > this.#options.retries) throw error
-      const retryAfter = 'response' in outcome ? retryAfterMs(outcome.response.headers['retry-after']) : undefined
+      const retryAfter =
+        'response' in outcome ? retryAfterMs(outcome.response.headers['retry-after']) : undefined
       await sleep(retryAfter ?? delay(this.#options.backoff, failures), undefined, { signal })
     }
   }
@@ -323,7 +335,8 @@ export class ApiClient {
       status,
       body: text,
       retryable: transient,
-      reason: status === 429 ? 'rate_limited' : status >= 500 || status === 408 ? 'server_error' : 'api_rejected'
+      reason:
+        status === 429 ? 'rate_limited' : status >= 500 || status === 408 ? 'server_error' : 'api_rejected'
     })
   }
 
@@ -393,7 +406,10 @@ export class ApiClient {
 }
 
 function delay(backoff: Backoff, attempt: number): number {
-  const capped = Math.min(backoff.maxDelay, backoff.initialDelay * backoff.multiplier ** Math.max(0, attempt - 1))
+  const capped = Math.min(
+    backoff.maxDelay,
+    backoff.initialDelay * backoff.multiplier ** Math.max(0, attempt - 1)
+  )
   return Math.round(capped / 2 + (Math.random() * capped) / 2)
 }
 

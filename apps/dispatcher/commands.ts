@@ -40,10 +40,13 @@ export function avroToJsonSchema(schema: unknown, named = new Map<string, Json>(
       }
     }
   }
-  if (Array.isArray(schema)) return { anyOf: schema.map((branch) => avroToJsonSchema(branch, named, namespace)) }
+  if (Array.isArray(schema))
+    return { anyOf: schema.map((branch) => avroToJsonSchema(branch, named, namespace)) }
   const s = schema as Json
   const fullName = (name: unknown, ns: unknown) =>
-    typeof name === 'string' && name.includes('.') ? name : `${(ns as string) ?? namespace ?? ''}.${name}`.replace(/^\./, '')
+    typeof name === 'string' && name.includes('.')
+      ? name
+      : `${(ns as string) ?? namespace ?? ''}.${name}`.replace(/^\./, '')
   switch (s.type) {
     case 'record':
     case 'error': {
@@ -84,7 +87,8 @@ function describeErrors(errors: ErrorObject[] | null | undefined): string {
     .slice(0, 5)
     .map((e) => {
       const at = e.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(root)'
-      if (e.keyword === 'required') return `${at === '(root)' ? '' : `${at}.`}${e.params.missingProperty} is required`
+      if (e.keyword === 'required')
+        return `${at === '(root)' ? '' : `${at}.`}${e.params.missingProperty} is required`
       return `${at} ${e.message}`
     })
     .join('; ')
@@ -105,7 +109,10 @@ export class CommandCodec implements Codec {
   readonly #versions = new Map<string, Version[]>()
   readonly #resolvers = new Map<string, unknown>()
 
-  constructor({ registry, catalog }: { registry?: SchemaRegistryClient; catalog: Map<string, CatalogEntry[]> }) {
+  constructor({
+    registry,
+    catalog
+  }: { registry?: SchemaRegistryClient; catalog: Map<string, CatalogEntry[]> }) {
     const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false })
     const latest: Record<string, string> = {}
     for (const [type, entries] of catalog) {
@@ -130,7 +137,10 @@ export class CommandCodec implements Codec {
   async decode(bytes: Buffer | null, context: { topic: string; headers: ReadonlyMap<string, Buffer> }) {
     if (bytes && bytes.length >= 5 && bytes[0] === 0) {
       if (!this.#avro)
-        throw new DecodeError('no_registry', 'the command is Avro in the wire format, and no registry.url is set')
+        throw new DecodeError(
+          'no_registry',
+          'the command is Avro in the wire format, and no registry.url is set'
+        )
       return this.#avro.decode(bytes)
     }
     const value = jsonCodec.decode(bytes, context) as Json
@@ -147,7 +157,10 @@ export class CommandCodec implements Codec {
         `${type} has no version ${JSON.stringify(asked)} (known: ${versions.map((v) => v.version).join(', ')})`
       )
     if (!version.validate(value))
-      throw new DecodeError('invalid_command', `${type} v${version.version}: ${describeErrors(version.validate.errors)}`)
+      throw new DecodeError(
+        'invalid_command',
+        `${type} v${version.version}: ${describeErrors(version.validate.errors)}`
+      )
     const newest = versions.at(-1)!
     if (version === newest) return value
     const key = `${type}\u0000${version.version}`

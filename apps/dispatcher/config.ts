@@ -3,6 +3,7 @@
  * `dispatcher`, `api` and `s3`. The environment variables of the original CISO Assistant
  * dispatcher (API_URL, USER_TOKEN, BOOTSTRAP_SERVERS, ERRORS_TOPIC, S3_URL …) work as they did.
  */
+import { fileURLToPath } from 'node:url'
 import type { Ordering } from '../../src/consumer/consumer.ts'
 import {
   type ConfigExtension,
@@ -28,7 +29,7 @@ export interface DispatcherSection {
   profile: string
   /** Message type → operation, added to (or replacing) the profile's. */
   operations?: Record<string, Operation>
-  /** The schema catalog of the commands. Default `schemas/commands`. */
+  /** The schema catalog of the commands. Default: Conveyor's `schemas/commands/`. */
   schemas: string
   /** Register the catalog's schemas in the registry at start-up. Default true. */
   registerSchemas: boolean
@@ -63,6 +64,9 @@ export interface DispatcherConfig {
   s3?: S3Section
 }
 
+/** The catalog shipped with Conveyor: `schemas/commands/`. */
+export const builtInCatalog = fileURLToPath(new URL('../../schemas/commands', import.meta.url))
+
 const bool = (value: string) => /^(1|true|yes|on)$/i.test(value.trim())
 const withScheme = (value: string) => (/^https?:\/\//.test(value) ? value : `http://${value}`)
 
@@ -73,7 +77,7 @@ export const dispatcherDefaults: DispatcherConfig = {
     ordering: 'key',
     concurrency: 16,
     profile: 'ciso-assistant',
-    schemas: 'schemas/commands',
+    schemas: builtInCatalog,
     registerSchemas: true,
     retry: { retries: 3, initialDelay: 1_000, multiplier: 2, maxDelay: 30_000 }
   },
@@ -117,13 +121,17 @@ const isDelay = (value: unknown) => typeof value === 'number' && Number.isFinite
 function validateOperation(operation: unknown, path: string, fail: (path: string, message: string) => never) {
   const op = operation as Record<string, unknown> | null
   if (typeof op !== 'object' || op === null) fail(path, 'must be an operation { kind, resource, … }')
-  if (!['update', 'upload', 'link'].includes(op.kind as string)) fail(`${path}.kind`, 'must be update, upload or link')
+  if (!['update', 'upload', 'link'].includes(op.kind as string))
+    fail(`${path}.kind`, 'must be update, upload or link')
   if (typeof op.resource !== 'string' || !/^[\w-]+(\/[\w-]+)*$/.test(op.resource))
     fail(`${path}.resource`, 'must be a resource path such as applied-controls')
   if (op.kind === 'update') {
     if (op.method !== undefined && op.method !== 'PATCH' && op.method !== 'PUT')
       fail(`${path}.method`, 'must be PATCH or PUT')
-    if (op.fields !== undefined && (!Array.isArray(op.fields) || op.fields.some((f) => typeof f !== 'string')))
+    if (
+      op.fields !== undefined &&
+      (!Array.isArray(op.fields) || op.fields.some((f) => typeof f !== 'string'))
+    )
       fail(`${path}.fields`, 'must list field names')
   }
   if (op.kind === 'link') {
@@ -134,7 +142,11 @@ function validateOperation(operation: unknown, path: string, fail: (path: string
   }
   if (op.kind === 'upload' && op.link !== undefined) {
     const link = op.link as Record<string, unknown>
-    if (typeof link.resource !== 'string' || typeof link.field !== 'string' || typeof link.selectorField !== 'string')
+    if (
+      typeof link.resource !== 'string' ||
+      typeof link.field !== 'string' ||
+      typeof link.selectorField !== 'string'
+    )
       fail(`${path}.link`, 'must be { resource, field, selectorField }')
   }
 }
@@ -165,13 +177,18 @@ export const dispatcherExtension: ConfigExtension = {
       fail('api.url', `must be an http(s) URL, got ${JSON.stringify(api.url)}`)
     if (!isDelay(api.timeout)) fail('api.timeout', 'must be a number of ms > 0')
     if (!isCount(api.retries)) fail('api.retries', 'must be an integer ≥ 0')
-    if (!isDelay(api.backoff.initialDelay) || !isDelay(api.backoff.maxDelay) || !(api.backoff.multiplier >= 1))
+    if (
+      !isDelay(api.backoff.initialDelay) ||
+      !isDelay(api.backoff.maxDelay) ||
+      !(api.backoff.multiplier >= 1)
+    )
       fail('api.backoff', 'must be { initialDelay > 0, multiplier ≥ 1, maxDelay > 0 } (ms)')
     if (!Number.isInteger(api.outageThreshold) || api.outageThreshold < 1)
       fail('api.outageThreshold', 'must be an integer ≥ 1')
     if (typeof api.verifyCertificate !== 'boolean') fail('api.verifyCertificate', 'must be true or false')
     if (s3 !== undefined) {
-      if (typeof s3.url !== 'string' || !/^https?:\/\/[^/]+/.test(s3.url)) fail('s3.url', 'must be an http(s) URL')
+      if (typeof s3.url !== 'string' || !/^https?:\/\/[^/]+/.test(s3.url))
+        fail('s3.url', 'must be an http(s) URL')
       if (s3.accessKey === undefined) fail('s3.accessKey', 'is required with s3.url')
       if (s3.secretKey === undefined) fail('s3.secretKey', 'is required with s3.url')
       s3.region ??= 'us-east-1'

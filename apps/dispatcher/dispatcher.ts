@@ -7,9 +7,9 @@
  * credentials and outages make commands wait, uncommitted, and turn readiness off.
  */
 import { readFileSync } from 'node:fs'
-import type { Routes } from '../../src/routing/routes.ts'
-import { bounded } from '../../src/retry/policy.ts'
 import { createLogger } from '../../src/instrumentation/logging.ts'
+import { bounded } from '../../src/retry/policy.ts'
+import type { Routes } from '../../src/routing/routes.ts'
 import { loadCatalog, registerCatalog } from '../../src/schema/catalog.ts'
 import { resolveSecret } from '../../src/service/config.ts'
 import { type RunningService, registryClientFor, runService } from '../../src/service/run.ts'

@@ -98,7 +98,9 @@ function prng(seed: number): () => number {
 }
 
 function lookup(object: FakeObject, path: string): unknown {
-  return path.split('__').reduce<unknown>((value, key) => (value as Record<string, unknown> | null)?.[key], object)
+  return path
+    .split('__')
+    .reduce<unknown>((value, key) => (value as Record<string, unknown> | null)?.[key], object)
 }
 
 export class FakeCisoAssistant {
@@ -217,7 +219,10 @@ export class FakeCisoAssistant {
       const evidences = this.data.get('evidences')!
       return {
         ...visible,
-        evidences: ((object.evidences as string[]) ?? []).map((id) => ({ id, str: evidences.get(id)?.name ?? id }))
+        evidences: ((object.evidences as string[]) ?? []).map((id) => ({
+          id,
+          str: evidences.get(id)?.name ?? id
+        }))
       }
     }
     return visible
@@ -301,7 +306,8 @@ export class FakeCisoAssistant {
       const plain = /filename="((?:[^"\\]|\\.)*)"/i.exec(disposition)?.[1]
       const fileName = star ? decodeURIComponent(star) : plain?.replace(/\\(.)/g, '$1')
       call.body = { bytes: raw.length, fileName }
-      if (method !== 'POST' || resource !== 'evidences') return { status: 405, body: { detail: 'Method not allowed.' } }
+      if (method !== 'POST' || resource !== 'evidences')
+        return { status: 405, body: { detail: 'Method not allowed.' } }
       const evidence = table.get(id!)
       if (!evidence) return { status: 404, body: { detail: 'Not found.' } }
       if (!fileName) return { status: 400, body: { error: 'Missing filename in Content-Disposition.' } }
@@ -322,24 +328,33 @@ export class FakeCisoAssistant {
     if (!id && method === 'POST') {
       const errors = this.#validate(resource!, json, true)
       if (errors) return { status: 400, body: errors }
-      const object = this.add(resource!, Object.fromEntries(Object.entries(json).filter(([k]) => !readOnly.has(k))))
+      const object = this.add(
+        resource!,
+        Object.fromEntries(Object.entries(json).filter(([k]) => !readOnly.has(k)))
+      )
       return { status: 201, body: this.#view(resource!, object) }
     }
     const object = id ? table.get(id) : undefined
-    if (!object) return { status: id ? 404 : 405, body: { detail: id ? 'Not found.' : 'Method not allowed.' } }
+    if (!object)
+      return { status: id ? 404 : 405, body: { detail: id ? 'Not found.' : 'Method not allowed.' } }
     if (method === 'GET') return { status: 200, body: this.#view(resource!, object) }
     if (method === 'PATCH' || method === 'PUT') {
       const errors = this.#validate(resource!, json, false)
       if (errors) return { status: 400, body: errors }
       for (const [key, value] of Object.entries(json)) if (!readOnly.has(key)) object[key] = value
-      const history = ((object as { history?: unknown[] }).history ??= [])
-      history.push(json)
+      const tracked = object as { history?: unknown[] }
+      tracked.history ??= []
+      tracked.history.push(json)
       return { status: 200, body: this.#view(resource!, object) }
     }
     return { status: 405, body: { detail: `Method "${method}" not allowed.` } }
   }
 
-  #validate(resource: string, json: Record<string, unknown>, creating: boolean): Record<string, string[]> | undefined {
+  #validate(
+    resource: string,
+    json: Record<string, unknown>,
+    creating: boolean
+  ): Record<string, string[]> | undefined {
     const errors: Record<string, string[]> = {}
     if (creating && resource === 'evidences' && (typeof json.name !== 'string' || json.name === ''))
       errors.name = ['This field is required.']
@@ -353,7 +368,8 @@ export class FakeCisoAssistant {
       if (!Array.isArray(list)) errors.evidences = ['Expected a list of items.']
       else {
         const unknown = list.filter((id) => !evidences.has(String(id)))
-        if (unknown.length > 0) errors.evidences = unknown.map((id) => `Invalid pk "${id}" - object does not exist.`)
+        if (unknown.length > 0)
+          errors.evidences = unknown.map((id) => `Invalid pk "${id}" - object does not exist.`)
         else if (new Set(list).size !== list.length) errors.evidences = ['Duplicate items.']
       }
     }
@@ -388,7 +404,9 @@ export class FakeCisoAssistant {
       const nextParams = new URLSearchParams(params)
       nextParams.set('limit', String(limit))
       nextParams.set('offset', String(offset + limit))
-      next = this.#options.relativeNext ? `?${nextParams}` : `${this.url.replace(/\/api$/, '')}${url.pathname}?${nextParams}`
+      next = this.#options.relativeNext
+        ? `?${nextParams}`
+        : `${this.url.replace(/\/api$/, '')}${url.pathname}?${nextParams}`
     }
     return {
       status: 200,

@@ -124,7 +124,9 @@ export function decodeBase64(text: string, path: string): Buffer {
 export function contentDisposition(fileName: string): string {
   const ascii = fileName.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '\\$&')
   const plain = `attachment; filename="${ascii}"`
-  return /^[\x20-\x7e]*$/.test(fileName) ? plain : `${plain}; filename*=UTF-8''${encodeURIComponent(fileName)}`
+  return /^[\x20-\x7e]*$/.test(fileName)
+    ? plain
+    : `${plain}; filename*=UTF-8''${encodeURIComponent(fileName)}`
 }
 
 function idsOf(list: unknown): string[] {
@@ -144,7 +146,10 @@ async function addToList(
   signal: AbortSignal
 ): Promise<void> {
   const step = async () => {
-    const current = (await deps.api.get(`${resource}/${target.id}/`, { signal })).body as Record<string, unknown>
+    const current = (await deps.api.get(`${resource}/${target.id}/`, { signal })).body as Record<
+      string,
+      unknown
+    >
     const ids = idsOf(current?.[field])
     if (ids.includes(itemId)) return
     await deps.api.patch(`${resource}/${target.id}/`, { [field]: [...ids, itemId] }, { signal })
@@ -170,7 +175,10 @@ async function fileBytes(deps: OperationDependencies, values: Record<string, unk
     const key = typeof values.file_s3_key === 'string' && values.file_s3_key ? values.file_s3_key : fileName
     return { fileName, bytes: await deps.s3.get(bucket, key, signal) }
   }
-  throw new CommandError('invalid_command', 'values.file_content (base64) or values.file_s3_bucket is required')
+  throw new CommandError(
+    'invalid_command',
+    'values.file_content (base64) or values.file_s3_bucket is required'
+  )
 }
 
 async function runUpdate(
@@ -188,11 +196,15 @@ async function runUpdate(
       'invalid_command',
       `values must hold ${operation.fields.map((f) => `values.${f}`).join(', ')}`
     )
-  if (Object.keys(body).length === 0) throw new CommandError('invalid_command', 'values is empty: nothing to update')
+  if (Object.keys(body).length === 0)
+    throw new CommandError('invalid_command', 'values is empty: nothing to update')
   const selector = parseSelector(command.selector)
   const targets = await resolveSelector(deps.api, operation.resource, selector, { signal })
   for (const target of targets)
-    await deps.api.request(operation.method ?? 'PATCH', `${operation.resource}/${target.id}/`, { json: body, signal })
+    await deps.api.request(operation.method ?? 'PATCH', `${operation.resource}/${target.id}/`, {
+      json: body,
+      signal
+    })
   return targets.map((t) => t.id)
 }
 
@@ -227,11 +239,18 @@ async function runUpload(
       })
     : []
   for (const object of objects) {
-    await deps.api.request('POST', `${operation.resource}/${object.id}/${operation.uploadPath ?? 'upload/'}`, {
-      body: bytes,
-      headers: { 'content-type': 'application/octet-stream', 'content-disposition': contentDisposition(fileName) },
-      signal
-    })
+    await deps.api.request(
+      'POST',
+      `${operation.resource}/${object.id}/${operation.uploadPath ?? 'upload/'}`,
+      {
+        body: bytes,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-disposition': contentDisposition(fileName)
+        },
+        signal
+      }
+    )
     for (const target of links)
       await addToList(deps, operation.link!.resource, target, operation.link!.field, object.id, signal)
   }
@@ -246,7 +265,8 @@ async function runLink(
 ): Promise<string[]> {
   const values = valuesOf(command)
   const path = `values.${operation.from.selectorField}`
-  if (values[operation.from.selectorField] == null) throw new CommandError('invalid_command', `${path} is required`)
+  if (values[operation.from.selectorField] == null)
+    throw new CommandError('invalid_command', `${path} is required`)
   const itemSelector = parseSelector(values[operation.from.selectorField], path)
   const [item] = await resolveSelector(
     deps.api,
@@ -254,8 +274,11 @@ async function runLink(
     { ...itemSelector, target: 'single' },
     { signal, path }
   )
-  const targets = await resolveSelector(deps.api, operation.resource, parseSelector(command.selector), { signal })
-  for (const target of targets) await addToList(deps, operation.resource, target, operation.field, item!.id, signal)
+  const targets = await resolveSelector(deps.api, operation.resource, parseSelector(command.selector), {
+    signal
+  })
+  for (const target of targets)
+    await addToList(deps, operation.resource, target, operation.field, item!.id, signal)
   return targets.map((t) => t.id)
 }
 

@@ -24,7 +24,10 @@ const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).u
 
 /** RFC 3986 encoding as SigV4 wants it: unreserved characters stay, everything else is %XX. */
 function encodeSegment(segment: string): string {
-  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  return encodeURIComponent(segment).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`
+  )
 }
 
 export interface SignInput {
@@ -62,7 +65,10 @@ export function signV4(input: SignInput): string {
   ].join('\n')
   const scope = `${date}/${input.region}/${input.service}/aws4_request`
   const toSign = ['AWS4-HMAC-SHA256', input.amzDate, scope, sha256(canonical)].join('\n')
-  const key = hmac(hmac(hmac(hmac(`AWS4${input.secretKey}`, date), input.region), input.service), 'aws4_request')
+  const key = hmac(
+    hmac(hmac(hmac(`AWS4${input.secretKey}`, date), input.region), input.service),
+    'aws4_request'
+  )
   const signature = createHmac('sha256', key).update(toSign).digest('hex')
   return `AWS4-HMAC-SHA256 Credential=${input.accessKey}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`
 }
@@ -81,7 +87,10 @@ export class S3Reader {
   async get(bucket: string, key: string, signal?: AbortSignal): Promise<Buffer> {
     const base = this.#options.url.replace(/\/+$/, '')
     const url = new URL(`${base}/${encodeSegment(bucket)}/${key.split('/').map(encodeSegment).join('/')}`)
-    const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '')
+    const amzDate = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d{3}/, '')
     const payloadHash = sha256('')
     const headers = { host: url.host, 'x-amz-content-sha256': payloadHash, 'x-amz-date': amzDate }
     const authorization = signV4({
@@ -101,7 +110,10 @@ export class S3Reader {
       response = await request(url, {
         method: 'GET',
         headers: { ...headers, authorization },
-        signal: AbortSignal.any([signal ?? new AbortController().signal, AbortSignal.timeout(this.#options.timeout)])
+        signal: AbortSignal.any([
+          signal ?? new AbortController().signal,
+          AbortSignal.timeout(this.#options.timeout)
+        ])
       })
     } catch (error) {
       signal?.throwIfAborted()

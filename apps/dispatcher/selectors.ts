@@ -35,10 +35,16 @@ export function parseSelector(selector: unknown, path = 'selector'): ParsedSelec
   let target: ParsedSelector['target'] = 'single'
   for (const [key, value] of Object.entries(selector)) {
     if (typeof value !== 'string')
-      throw new CommandError('invalid_command', `${path}.${key} must be a string, got ${JSON.stringify(value)}`)
+      throw new CommandError(
+        'invalid_command',
+        `${path}.${key} must be a string, got ${JSON.stringify(value)}`
+      )
     if (key === 'target') {
       if (value !== 'single' && value !== 'multiple')
-        throw new CommandError('invalid_selector', `${path}.target must be "single" or "multiple", got "${value}"`)
+        throw new CommandError(
+          'invalid_selector',
+          `${path}.target must be "single" or "multiple", got "${value}"`
+        )
       target = value
     } else filters[key] = value
   }
@@ -118,7 +124,11 @@ export async function resolveSelector(
   api: ApiClient,
   resource: string,
   selector: ParsedSelector,
-  { signal, path = 'selector', allowNone = false }: { signal?: AbortSignal; path?: string; allowNone?: boolean } = {}
+  {
+    signal,
+    path = 'selector',
+    allowNone = false
+  }: { signal?: AbortSignal; path?: string; allowNone?: boolean } = {}
 ): Promise<ApiObject[]> {
   const { filters, target } = selector
   const objects = await listAll(api, resource, filters, signal)

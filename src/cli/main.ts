@@ -1,3 +1,4 @@
+import { demoCommand, dispatcherCommand } from '../../apps/dispatcher/cli.ts'
 import { ConveyorError } from '../core/errors.ts'
 import type { Command, CommandIO } from './command.ts'
 import { dlqCommand } from './commands/dlq.ts'
@@ -12,6 +13,8 @@ import { topicsCommand } from './commands/topics.ts'
 
 const commands: Command[] = [
   runCommand,
+  dispatcherCommand,
+  demoCommand,
   produceCommand,
   tailCommand,
   dlqCommand,

@@ -104,7 +104,12 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.getPrototypeOf(value) === Object.prototype
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.getPrototypeOf(value) === Object.prototype
+  )
 }
 
 /** Nested objects merge key by key; everything else (arrays, secrets, codecs) is replaced. */

@@ -44,7 +44,8 @@ export interface HealthReport {
 
 export class HealthMonitor {
   readonly #groups = new Map<string, GroupHealth>()
-  readonly #options: Required<Omit<HealthOptions, 'livenessFile' | 'readinessFile' | 'checks'>> & HealthOptions
+  readonly #options: Required<Omit<HealthOptions, 'livenessFile' | 'readinessFile' | 'checks'>> &
+    HealthOptions
   readonly #handlers: Array<[string, (message: unknown) => void]>
   #timer: NodeJS.Timeout | undefined
 
@@ -109,7 +110,8 @@ export class HealthMonitor {
       groups[name] = { ...group, problems }
     }
     const checks: HealthReport['checks'] = {}
-    for (const [name, check] of Object.entries(this.#options.checks ?? {})) checks[name] = { problems: check() }
+    for (const [name, check] of Object.entries(this.#options.checks ?? {}))
+      checks[name] = { problems: check() }
     return {
       ready:
         Object.values(groups).every((g) => g.problems.length === 0) &&

@@ -10,7 +10,15 @@ import { DeadLetterHeaders } from '../../src/dead-letter/record.ts'
 import { KafkaTransport } from '../../src/kafka/transport.ts'
 import { ConveyorProducer } from '../../src/producer/producer.ts'
 import { loadCatalog } from '../../src/schema/catalog.ts'
-import { cleanup, deleteTopicsAtEnd, readAll, testConnection, useGroup, useProducer, useTopic } from './kafka.ts'
+import {
+  cleanup,
+  deleteTopicsAtEnd,
+  readAll,
+  testConnection,
+  useGroup,
+  useProducer,
+  useTopic
+} from './kafka.ts'
 import { useRegistry } from './registry.ts'
 
 export const commandCatalog = loadCatalog(new URL('../../schemas/commands', import.meta.url).pathname)
@@ -68,7 +76,11 @@ export async function useDispatcher(t: TestContext, options: DispatcherTestOptio
 
   const transport = new KafkaTransport({ connection: testConnection() })
   cleanup(t, () => transport.close())
-  const avro = new ConveyorProducer({ transport, topic, codec: new CommandCodec({ registry, catalog: commandCatalog }) })
+  const avro = new ConveyorProducer({
+    transport,
+    topic,
+    codec: new CommandCodec({ registry, catalog: commandCatalog })
+  })
   const raw = useProducer(t)
 
   return {
@@ -79,7 +91,10 @@ export async function useDispatcher(t: TestContext, options: DispatcherTestOptio
     groupId,
     registry,
     /** Sends a command Avro-encoded through the registry (the default) or as JSON text. */
-    async send(command: Record<string, unknown>, { key = null, json = false }: { key?: string | null; json?: boolean } = {}) {
+    async send(
+      command: Record<string, unknown>,
+      { key = null, json = false }: { key?: string | null; json?: boolean } = {}
+    ) {
       if (json) {
         await raw.send({ messages: [{ topic, key: key ?? undefined, value: JSON.stringify(command) }] })
         return

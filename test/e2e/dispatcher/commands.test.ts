@@ -63,9 +63,16 @@ describe('command dispatcher: each message type becomes the exact REST calls', (
   test('update_applied_control_status and update_requirement_assessment_status PATCH only their field', async (t) => {
     const d = await useDispatcher(t)
     const control = d.fake.add('applied-controls', { ref_id: 'AC-9', status: 'to_do' })
-    const assessment = d.fake.add('requirement-assessments', { requirement: { ref_id: 'R-1' }, result: 'not_assessed' })
+    const assessment = d.fake.add('requirement-assessments', {
+      requirement: { ref_id: 'R-1' },
+      result: 'not_assessed'
+    })
     await d.send(
-      { message_type: 'update_applied_control_status', selector: { ref_id: 'AC-9' }, values: { status: 'on_hold' } },
+      {
+        message_type: 'update_applied_control_status',
+        selector: { ref_id: 'AC-9' },
+        values: { status: 'on_hold' }
+      },
       { key: 'a' }
     )
     await d.send(
@@ -121,7 +128,11 @@ describe('command dispatcher: each message type becomes the exact REST calls', (
     const d = await useDispatcher(t)
     const evidence = d.fake.add('evidences', { name: 'Policy', ref_id: 'EV-1' })
     const other = d.fake.add('evidences', { name: 'Other' })
-    const linked = d.fake.add('applied-controls', { ref_id: 'AC-1', folder: 'F1', evidences: [other.id, evidence.id] })
+    const linked = d.fake.add('applied-controls', {
+      ref_id: 'AC-1',
+      folder: 'F1',
+      evidences: [other.id, evidence.id]
+    })
     const unlinked = d.fake.add('applied-controls', { ref_id: 'AC-2', folder: 'F1', evidences: [other.id] })
     const empty = d.fake.add('applied-controls', { ref_id: 'AC-3', folder: 'F1', evidences: [] })
     d.fake.add('applied-controls', { ref_id: 'AC-4', folder: 'F2', evidences: [] })
