@@ -69,6 +69,12 @@ export interface RequestOptions {
   body?: Buffer
   headers?: Record<string, string>
   signal?: AbortSignal
+  /**
+   * Whether repeating the call is safe (default true). A call that is not (a POST that
+   * creates) is never repeated here after a transient failure — it may have been done
+   * with the answer lost — but fails at once, so the caller can look before trying again.
+   */
+  idempotent?: boolean
 }
 
 export type ApiFailure = 'unreachable' | 'timeout' | 'rate_limited' | 'server_error' | 'api_rejected'
@@ -233,19 +239,18 @@ export class ApiClient {
         this.#unreachableInARow = 0
         throw error
       }
-      if (
+      const idempotent = options.idempotent ?? true
+      const unavailable =
         error.reason === 'unreachable' ||
         error.reason === 'timeout' ||
         unavailableStatuses.has(error.status ?? 0)
-      ) {
-        this.#unreachableInARow += 1
-        if (this.#unreachableInARow >= this.#options.outageThreshold) {
-          this.#close('unreachable', error.message)
-          continue
-        }
-      } else {
-        this.#unreachableInARow = 0
+      this.#unreachableInARow = unavailable ? this.#unreachableInARow + 1 : 0
+      if (unavailable && this.#unreachableInARow >= this.#options.outageThreshold) {
+        this.#close('unreachable', error.message)
+        if (!idempotent) throw error
+        continue // not counted: an outage makes the call wait, it does not use up its retries
       }
+      if (!idempotent) throw error
       failures += 1
       if (failures > this.#options.retries) throw error
       const retryAfter =

@@ -226,8 +226,13 @@ async function runUpload(
   if (objects.length === 0) {
     // Created so that the selector finds it: a retry after a lost answer finds it instead of creating another.
     const fields = Object.fromEntries(Object.entries(selector.filters).filter(([key]) => !key.includes('__')))
-    const created = (await deps.api.post(`${operation.resource}/`, { name: fileName, ...fields }, { signal }))
-      .body as ApiObject
+    const created = (
+      await deps.api.post(
+        `${operation.resource}/`,
+        { name: fileName, ...fields },
+        { signal, idempotent: false }
+      )
+    ).body as ApiObject
     if (typeof created?.id !== 'string')
       throw new CommandError('api_rejected', `POST ${operation.resource}/ answered without an id`)
     objects = [created]

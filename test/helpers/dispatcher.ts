@@ -82,6 +82,7 @@ export async function useDispatcher(t: TestContext, options: DispatcherTestOptio
     codec: new CommandCodec({ registry, catalog: commandCatalog })
   })
   const raw = useProducer(t)
+  const publisher = transport.publisher()
 
   return {
     fake,
@@ -103,7 +104,14 @@ export async function useDispatcher(t: TestContext, options: DispatcherTestOptio
     },
     /** Sends raw bytes (for undecodable input). */
     async sendRaw(value: string | Buffer, key?: string) {
-      await raw.send({ messages: [{ topic, key, value: value as string }] })
+      await publisher.send([
+        {
+          topic,
+          key: key === undefined ? null : Buffer.from(key),
+          value: Buffer.from(value),
+          headers: new Map()
+        }
+      ])
     },
     /** The first `count` DLQ records with their `dlq_*` headers as text. */
     async deadLetters(count: number, timeout = 30_000) {
