@@ -46,6 +46,8 @@ export interface ApiSection {
   retries: number
   backoff: Backoff
   probePath?: string
+  /** Delays between probe calls while the API is closed. */
+  probeBackoff: Backoff
   outageThreshold: number
   verifyCertificate: boolean
   caFile?: string
@@ -87,6 +89,7 @@ export const dispatcherDefaults: DispatcherConfig = {
     timeout: 30_000,
     retries: 3,
     backoff: { initialDelay: 500, multiplier: 2, maxDelay: 10_000 },
+    probeBackoff: { initialDelay: 1_000, multiplier: 2, maxDelay: 30_000 },
     outageThreshold: 5,
     verifyCertificate: true
   }
@@ -177,12 +180,11 @@ export const dispatcherExtension: ConfigExtension = {
       fail('api.url', `must be an http(s) URL, got ${JSON.stringify(api.url)}`)
     if (!isDelay(api.timeout)) fail('api.timeout', 'must be a number of ms > 0')
     if (!isCount(api.retries)) fail('api.retries', 'must be an integer ≥ 0')
-    if (
-      !isDelay(api.backoff.initialDelay) ||
-      !isDelay(api.backoff.maxDelay) ||
-      !(api.backoff.multiplier >= 1)
-    )
-      fail('api.backoff', 'must be { initialDelay > 0, multiplier ≥ 1, maxDelay > 0 } (ms)')
+    for (const key of ['backoff', 'probeBackoff'] as const) {
+      const b = api[key]
+      if (!isDelay(b?.initialDelay) || !isDelay(b?.maxDelay) || !(b.multiplier >= 1))
+        fail(`api.${key}`, 'must be { initialDelay > 0, multiplier ≥ 1, maxDelay > 0 } (ms)')
+    }
     if (!Number.isInteger(api.outageThreshold) || api.outageThreshold < 1)
       fail('api.outageThreshold', 'must be an integer ≥ 1')
     if (typeof api.verifyCertificate !== 'boolean') fail('api.verifyCertificate', 'must be true or false')

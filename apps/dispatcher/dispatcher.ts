@@ -44,6 +44,7 @@ export async function runDispatcher(loaded: LoadedDispatcherConfig): Promise<Run
     timeout: config.api.timeout,
     retries: config.api.retries,
     backoff: config.api.backoff,
+    probeBackoff: config.api.probeBackoff,
     outageThreshold: config.api.outageThreshold,
     verifyCertificate: config.api.verifyCertificate,
     ...(config.api.caFile ? { ca: readFileSync(config.api.caFile) } : {}),

@@ -17,8 +17,13 @@ export function configFile(yaml: string): string {
 }
 
 /** Runs `conveyor run -c <config>` as a process; resolves once its HTTP endpoints answer. */
-export async function startService(t: TestContext, config: string, env: Record<string, string> = {}) {
-  const child: ChildProcess = spawn(process.execPath, [cli, 'run', '-c', config], {
+export async function startService(
+  t: TestContext,
+  config: string,
+  env: Record<string, string> = {},
+  command: 'run' | 'dispatcher' = 'run'
+) {
+  const child: ChildProcess = spawn(process.execPath, [cli, command, '-c', config], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -36,7 +41,7 @@ export async function startService(t: TestContext, config: string, env: Record<s
   const url = await waitFor(
     () => {
       if (child.exitCode !== null) throw new Error(`the service exited (${child.exitCode}):\n${output}`)
-      return /conveyor service on (http:\/\/\S+)/.exec(output)?.[1]
+      return /conveyor (?:service|dispatcher) on (http:\/\/\S+)/.exec(output)?.[1]
     },
     { timeout: 60_000, description: 'the service to start' }
   )
