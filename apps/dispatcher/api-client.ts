@@ -166,6 +166,11 @@ export class ApiClient {
     })
   }
 
+  /** Retries of one call after a transient failure. */
+  get retries(): number {
+    return this.#options.retries
+  }
+
   availability(): ApiAvailability {
     const closed = this.#closed
     if (!closed) return { open: true, state: 'open' }

@@ -13,9 +13,15 @@
  *   id to the `field` list of each object the selector names on `resource`.
  */
 import type { Handler, Message } from '../../src/core/message.ts'
-import type { ApiClient } from './api-client.ts'
+import { type ApiClient, ApiError } from './api-client.ts'
 import type { S3Reader } from './s3.ts'
-import { type ApiObject, CommandError, parseSelector, resolveSelector } from './selectors.ts'
+import {
+  type ApiObject,
+  CommandError,
+  type ParsedSelector,
+  parseSelector,
+  resolveSelector
+} from './selectors.ts'
 
 export type Operation =
   | { kind: 'update'; resource: string; method?: 'PATCH' | 'PUT'; fields?: string[] }
@@ -208,6 +214,35 @@ async function runUpdate(
   return targets.map((t) => t.id)
 }
 
+/**
+ * The objects `selector` names on `resource`, or one created so that the selector finds it.
+ * A create whose answer is lost may have been done: after a transient failure it looks
+ * again before creating, so a retry never makes a second object.
+ */
+async function findOrCreate(
+  deps: OperationDependencies,
+  resource: string,
+  selector: ParsedSelector,
+  defaults: Record<string, unknown>,
+  signal: AbortSignal
+): Promise<ApiObject[]> {
+  const fields = Object.fromEntries(Object.entries(selector.filters).filter(([key]) => !key.includes('__')))
+  for (let attempt = 0; ; attempt += 1) {
+    const found = await resolveSelector(deps.api, resource, selector, { signal, allowNone: true })
+    if (found.length > 0) return found
+    try {
+      const created = (
+        await deps.api.post(`${resource}/`, { ...defaults, ...fields }, { signal, idempotent: false })
+      ).body as ApiObject
+      if (typeof created?.id !== 'string')
+        throw new CommandError('api_rejected', `POST ${resource}/ answered without an id`)
+      return [created]
+    } catch (error) {
+      if (!(error instanceof ApiError) || !error.retryable || attempt >= deps.api.retries) throw error
+    }
+  }
+}
+
 async function runUpload(
   operation: Extract<Operation, { kind: 'upload' }>,
   command: Command,
@@ -222,21 +257,7 @@ async function runUpload(
   const { fileName, bytes } = await fileBytes(deps, values, signal)
   const given = parseSelector(command.selector)
   const selector = Object.keys(given.filters).length > 0 ? given : { ...given, filters: { name: fileName } }
-  let objects = await resolveSelector(deps.api, operation.resource, selector, { signal, allowNone: true })
-  if (objects.length === 0) {
-    // Created so that the selector finds it: a retry after a lost answer finds it instead of creating another.
-    const fields = Object.fromEntries(Object.entries(selector.filters).filter(([key]) => !key.includes('__')))
-    const created = (
-      await deps.api.post(
-        `${operation.resource}/`,
-        { name: fileName, ...fields },
-        { signal, idempotent: false }
-      )
-    ).body as ApiObject
-    if (typeof created?.id !== 'string')
-      throw new CommandError('api_rejected', `POST ${operation.resource}/ answered without an id`)
-    objects = [created]
-  }
+  const objects = await findOrCreate(deps, operation.resource, selector, { name: fileName }, signal)
   const links = linkSelector
     ? await resolveSelector(deps.api, operation.link!.resource, linkSelector, {
         signal,
