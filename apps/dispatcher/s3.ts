@@ -128,7 +128,10 @@ export class S3Reader {
     }
     const body = Buffer.from(await response.body.arrayBuffer())
     if (response.statusCode === 200) return body
-    const text = body.toString('utf8')
+    const text = body
+      .toString('utf8')
+      .replace(/\s*\n\s*/g, ' ')
+      .trim()
     if (response.statusCode === 404)
       throw new CommandError('s3_object_missing', `GET ${target} → 404: ${text.slice(0, 500)}`)
     throw new ApiError({

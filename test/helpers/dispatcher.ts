@@ -66,8 +66,8 @@ export async function useDispatcher(t: TestContext, options: DispatcherTestOptio
   }
   for (const [section, value] of Object.entries(options.config ?? {})) {
     const base = (config as Record<string, unknown>)[section]
-    if (typeof base === 'object' && base !== null && !Array.isArray(base))
-      (config as Record<string, unknown>)[section] = { ...(base as object), ...(value as object) }
+    ;(config as Record<string, unknown>)[section] =
+      typeof base === 'object' && base !== null ? { ...(base as object), ...(value as object) } : value
   }
   writeFileSync(file, JSON.stringify(config))
   const loaded = await loadDispatcherConfig({ file, env: options.env ?? {} })

@@ -1,0 +1,248 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { describe, test } from 'node:test'
+import aws4 from 'aws4'
+import { ApiClient } from '../../../apps/dispatcher/api-client.ts'
+import { CommandCodec } from '../../../apps/dispatcher/commands.ts'
+import { loadDispatcherConfig } from '../../../apps/dispatcher/config.ts'
+import { contentDisposition, decodeBase64, KeyedLock } from '../../../apps/dispatcher/operations.ts'
+import { signV4 } from '../../../apps/dispatcher/s3.ts'
+import { parseSelector } from '../../../apps/dispatcher/selectors.ts'
+import { loadCatalog } from '../../../src/schema/catalog.ts'
+
+const emptyHash = createHash('sha256').update('').digest('hex')
+const catalog = loadCatalog(new URL('../../../schemas/commands', import.meta.url).pathname)
+const context = { topic: 'observation', headers: new Map<string, Buffer>() }
+const json = (value: unknown) => Buffer.from(JSON.stringify(value))
+
+describe('S3 Signature Version 4', () => {
+  test('reproduces the AWS test suite vector get-vanilla', () => {
+    const authorization = signV4({
+      method: 'GET',
+      url: new URL('https://example.amazonaws.com/'),
+      headers: { host: 'example.amazonaws.com', 'x-amz-date': '20150830T123600Z' },
+      payloadHash: emptyHash,
+      accessKey: 'AKIDEXAMPLE',
+      secretKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
+      region: 'us-east-1',
+      service: 'service',
+      amzDate: '20150830T123600Z'
+    })
+    assert.equal(
+      authorization,
+      'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31'
+    )
+  })
+
+  test('agrees with the aws4 package for S3 keys with spaces, unicode and reserved characters, and queries', () => {
+    for (const path of [
+      '/bucket/a b.txt',
+      '/bucket/dir/été (1)!.pdf',
+      "/bucket/it's*.txt",
+      '/bucket/k?b=2&a=1'
+    ]) {
+      const url = new URL(
+        `http://127.0.0.1:9000${path.replace(/[^/?&=]+/g, (s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))}`
+      )
+      const headers = { host: url.host, 'x-amz-content-sha256': emptyHash, 'x-amz-date': '20261123T101500Z' }
+      const ours = signV4({
+        method: 'GET',
+        url,
+        headers,
+        payloadHash: emptyHash,
+        accessKey: 'AK',
+        secretKey: 'SK',
+        region: 'eu-west-3',
+        service: 's3',
+        amzDate: '20261123T101500Z'
+      })
+      const theirs = aws4.sign(
+        {
+          host: url.host,
+          path: `${url.pathname}${url.search}`,
+          method: 'GET',
+          service: 's3',
+          region: 'eu-west-3',
+          headers
+        },
+        { accessKeyId: 'AK', secretAccessKey: 'SK' }
+      ).headers?.Authorization
+      assert.equal(ours, theirs, path)
+    }
+  })
+})
+
+describe('command payload checks', () => {
+  test('base64: standard and URL-safe alphabets, padding optional; anything else is bad_base64', () => {
+    assert.equal(decodeBase64('aGVsbG8=', 'f').toString(), 'hello')
+    assert.equal(decodeBase64('aGVsbG8', 'f').toString(), 'hello')
+    assert.equal(decodeBase64('aGVs\nbG8=', 'f').toString(), 'hello')
+    assert.deepEqual(decodeBase64('-_8=', 'f'), Buffer.from([0xfb, 0xff]))
+    for (const bad of ['', 'not base64!!', 'a', 'aGVsbG8===', '%%%'])
+      assert.throws(
+        () => decodeBase64(bad, 'values.file_content'),
+        { reason: 'bad_base64' },
+        JSON.stringify(bad)
+      )
+  })
+
+  test('Content-Disposition quotes the name, and adds filename* for non-ASCII names', () => {
+    assert.equal(contentDisposition('report.pdf'), 'attachment; filename="report.pdf"')
+    assert.equal(contentDisposition('a "b".pdf'), 'attachment; filename="a \\"b\\".pdf"')
+    assert.equal(
+      contentDisposition('récap été.pdf'),
+      `attachment; filename="r_cap _t_.pdf"; filename*=UTF-8''r%C3%A9cap%20%C3%A9t%C3%A9.pdf`
+    )
+  })
+
+  test('selectors: target is single by default, must be single or multiple, filters are strings', () => {
+    assert.deepEqual(parseSelector({ ref_id: 'A' }), { filters: { ref_id: 'A' }, target: 'single' })
+    assert.deepEqual(parseSelector({ ref_id: 'A', target: 'multiple' }), {
+      filters: { ref_id: 'A' },
+      target: 'multiple'
+    })
+    assert.throws(() => parseSelector({ target: 'all' }), { reason: 'invalid_selector' })
+    assert.throws(() => parseSelector({ ref_id: 1 }), /selector\.ref_id must be a string/)
+    assert.throws(() => parseSelector('AC-1'), { reason: 'invalid_command' })
+  })
+
+  test('KeyedLock runs work of one key one at a time, other keys in parallel', async () => {
+    const lock = new KeyedLock()
+    const log: string[] = []
+    const step = (name: string, ms: number) => async () => {
+      log.push(`start ${name}`)
+      await new Promise((resolve) => setTimeout(resolve, ms))
+      log.push(`end ${name}`)
+    }
+    await Promise.all([
+      lock.run('a', step('a1', 30)),
+      lock.run('a', step('a2', 1)),
+      lock.run('b', step('b1', 1))
+    ])
+    assert.deepEqual(log, ['start a1', 'start b1', 'end b1', 'end a1', 'start a2', 'end a2'])
+  })
+})
+
+describe('JSON commands are validated against a JSON Schema derived from the Avro catalog', () => {
+  const codec = new CommandCodec({ catalog })
+
+  test('a valid command gets its Avro defaults (version, selector, nullable fields)', async () => {
+    const value = await codec.decode(
+      json({ message_type: 'upload_attachment', values: { file_name: 'a.txt', file_content: 'aGk=' } }),
+      context
+    )
+    assert.deepEqual(value, {
+      message_type: 'upload_attachment',
+      version: 1,
+      selector: {},
+      values: {
+        file_name: 'a.txt',
+        file_content: 'aGk=',
+        file_s3_bucket: null,
+        file_s3_key: null,
+        applied_controls: null
+      }
+    })
+  })
+
+  test('a missing or mistyped field is a decode error naming it', async () => {
+    await assert.rejects(
+      codec.decode(json({ message_type: 'update_applied_control', selector: { ref_id: 'A' } }), context),
+      { reason: 'invalid_command', message: 'update_applied_control v1: values is required' }
+    )
+    await assert.rejects(
+      codec.decode(
+        json({
+          message_type: 'update_applied_control',
+          selector: { ref_id: 7 },
+          values: { status: 'active' }
+        }),
+        context
+      ),
+      { reason: 'invalid_command', message: /selector\.ref_id must be string/ }
+    )
+    await assert.rejects(codec.decode(json({ selector: {} }), context), { reason: 'invalid_command' })
+    await assert.rejects(
+      codec.decode(json({ message_type: 'update_applied_control', version: 9, values: {} }), context),
+      { reason: 'unknown_version', message: /has no version 9 \(known: 1\)/ }
+    )
+  })
+
+  test('Avro in the wire format without a registry is a decode error, not a crash', async () => {
+    await assert.rejects(codec.decode(Buffer.from([0, 0, 0, 0, 1, 2]), context), { reason: 'no_registry' })
+  })
+})
+
+describe('dispatcher configuration', () => {
+  test('the original dispatcher environment variables still work', async () => {
+    const { config, secretPaths } = await loadDispatcherConfig({
+      env: {
+        API_URL: 'https://ciso.example.com/api',
+        USER_TOKEN: 'pat-123',
+        VERIFY_CERTIFICATE: 'False',
+        BOOTSTRAP_SERVERS: 'k1:9092,k2:9092',
+        ERRORS_TOPIC: 'errors',
+        MAX_RETRIES: '5',
+        S3_URL: 'minio:9000',
+        S3_ACCESS_KEY: 'ak',
+        S3_SECRET_KEY: 'sk'
+      }
+    })
+    assert.equal(config.api.url, 'https://ciso.example.com/api')
+    assert.equal(config.api.token, 'pat-123')
+    assert.equal(config.api.verifyCertificate, false)
+    assert.deepEqual(config.kafka.brokers, ['k1:9092', 'k2:9092'])
+    assert.equal(config.dispatcher.deadLetterTopic, 'errors')
+    assert.equal(config.dispatcher.retry.retries, 5)
+    assert.equal(config.dispatcher.retry.initialDelay, 1_000, 'other retry settings keep their defaults')
+    assert.deepEqual(config.s3, {
+      url: 'http://minio:9000',
+      accessKey: 'ak',
+      secretKey: 'sk',
+      region: 'us-east-1'
+    })
+    for (const path of ['api.token', 's3.accessKey', 's3.secretKey'])
+      assert.ok(secretPaths.includes(path), path)
+  })
+
+  test('defaults: observation, CISO Assistant at localhost:8000, 3 retries with exponential backoff', async () => {
+    const { config } = await loadDispatcherConfig({ env: {} })
+    assert.equal(config.dispatcher.topic, 'observation')
+    assert.equal(config.dispatcher.profile, 'ciso-assistant')
+    assert.equal(config.api.url, 'http://localhost:8000/api')
+    assert.deepEqual(config.dispatcher.retry, {
+      retries: 3,
+      initialDelay: 1_000,
+      multiplier: 2,
+      maxDelay: 30_000
+    })
+    assert.equal(config.api.retries, 3)
+  })
+
+  test('an invalid value is refused with the setting and where it came from', async () => {
+    await assert.rejects(loadDispatcherConfig({ env: { API_URL: 'localhost:8000' } }), {
+      message: /api\.url \(from env API_URL\): must be an http\(s\) URL/
+    })
+    await assert.rejects(loadDispatcherConfig({ env: { MAX_RETRIES: 'many' } }), {
+      message: /dispatcher\.retry\.retries \(from env MAX_RETRIES\): must be an integer ≥ 0/
+    })
+    await assert.rejects(loadDispatcherConfig({ env: { DISPATCHER_PROFILE: 'jira' } }), {
+      message: /dispatcher\.profile \(from env DISPATCHER_PROFILE\): must be none or one of ciso-assistant/
+    })
+  })
+})
+
+describe('API client', () => {
+  test('pagination links keep their path and query on the configured API origin (never another host)', () => {
+    const api = new ApiClient({ url: 'https://ciso.example.com/api' })
+    assert.equal(
+      api.resolve('http://backend:8000/api/applied-controls/?limit=2&offset=2').href,
+      'https://ciso.example.com/api/applied-controls/?limit=2&offset=2'
+    )
+    assert.equal(
+      api.resolve('applied-controls/', { ref_id: 'A B' }).href,
+      'https://ciso.example.com/api/applied-controls/?ref_id=A+B'
+    )
+    void api.close()
+  })
+})
