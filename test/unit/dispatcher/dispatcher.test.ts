@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import aws4 from 'aws4'
 import { ApiClient } from '../../../apps/dispatcher/api-client.ts'
 import { CommandCodec } from '../../../apps/dispatcher/commands.ts'
-import { loadDispatcherConfig } from '../../../apps/dispatcher/config.ts'
+import { dispatcherDefaults, dispatcherEnv, loadDispatcherConfig } from '../../../apps/dispatcher/config.ts'
 import { contentDisposition, decodeBase64, KeyedLock } from '../../../apps/dispatcher/operations.ts'
 import { signV4 } from '../../../apps/dispatcher/s3.ts'
 import { parseSelector } from '../../../apps/dispatcher/selectors.ts'
@@ -244,5 +245,39 @@ describe('API client', () => {
       'https://ciso.example.com/api/applied-controls/?ref_id=A+B'
     )
     void api.close()
+  })
+})
+
+describe('dispatcher documentation', () => {
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  const guide = readFileSync(new URL('../../../docs/dispatcher.md', import.meta.url), 'utf8')
+
+  test('README and docs/dispatcher.md name every environment variable the dispatcher reads', () => {
+    for (const name of Object.keys(dispatcherEnv)) {
+      assert.ok(readme.includes(`\`${name}\``), `README lacks ${name}`)
+      assert.ok(guide.includes(`\`${name}\``), `docs/dispatcher.md lacks ${name}`)
+    }
+  })
+
+  test('README and docs/dispatcher.md name every setting of the dispatcher, api and s3 sections', () => {
+    const leaves = (value: unknown, path: string): string[] =>
+      typeof value === 'object' && value !== null && !Array.isArray(value) && !path.endsWith('ackoff')
+        ? Object.entries(value).flatMap(([key, inner]) => leaves(inner, path ? `${path}.${key}` : key))
+        : [path]
+    const keys = [
+      ...leaves(dispatcherDefaults, ''),
+      'dispatcher.deadLetterTopic',
+      'dispatcher.operations',
+      'api.token',
+      'api.probePath',
+      'api.caFile',
+      's3.url',
+      's3.region'
+    ]
+    for (const key of keys) {
+      const last = key.split('.').at(-1)!
+      assert.ok(readme.includes(key) || readme.includes(`\`${last}\``), `README lacks ${key}`)
+      assert.ok(guide.includes(`\`${key}\``), `docs/dispatcher.md lacks ${key}`)
+    }
   })
 })
