@@ -28,7 +28,7 @@ export interface RecordedCall {
 
 /** A failure planned for the next call that matches: before the work, or after it (answer lost). */
 export interface PlannedFailure {
-  /** `METHOD /api/path/` prefix the call must match, e.g. `POST /api/evidences/`. Default: any call. */
+  /** `METHOD /api/path/?query` prefix the call must match, e.g. `POST /api/evidences/`. Default: any call. */
   match?: string
   when?: 'before' | 'after'
   /** The status to answer, or `reset` to drop the connection. */
@@ -246,7 +246,7 @@ export class FakeCisoAssistant {
       response.writeHead(status, { 'content-type': 'application/json', ...headers })
       response.end(JSON.stringify(body))
     }
-    const planned = this.#plannedFor(call.method, call.path)
+    const planned = this.#plannedFor(call.method, `${url.pathname}${url.search}`)
     const fail = (status: number | 'reset') => {
       if (status !== 'reset') return send(status, { detail: `planned failure ${status}` })
       call.status = -1

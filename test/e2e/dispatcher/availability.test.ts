@@ -109,6 +109,39 @@ describe('command dispatcher: refused credentials and outages make commands wait
     )
   })
 
+  test('403 closes the API like 401: the command waits, a probe reopens it, and it is carried out once, not dead-lettered', async (t) => {
+    const d = await useDispatcher(t, {
+      partitions: 1,
+      config: { api: { probeBackoff: { initialDelay: 100, multiplier: 2, maxDelay: 400 } } }
+    })
+    const control = d.fake.add('applied-controls', { ref_id: 'AC-1', status: 'to_do' })
+    d.fake.failNext({ match: 'PATCH', status: 403, times: 1 })
+    d.fake.failNext({ match: 'GET /api/applied-controls/?limit=1', status: 403, times: 2 })
+    const states = new Set<string>()
+    const sampler = setInterval(() => states.add(d.dispatcher.api.availability().state), 10)
+    cleanup(t, () => clearInterval(sampler))
+    await d.send({
+      message_type: 'update_applied_control',
+      selector: { ref_id: 'AC-1' },
+      values: { status: 'active' }
+    })
+    await waitFor(async () => (await committedTotal(d.topic, d.groupId)) === 1n, { timeout: 30_000 })
+    assert.ok(states.has('unauthorized'))
+    assert.equal(control.status, 'active')
+    assert.deepEqual(d.fake.callLines({ includeFailed: true }), [
+      'GET /api/applied-controls/?ref_id=AC-1',
+      `PATCH /api/applied-controls/${control.id}/`,
+      'GET /api/applied-controls/?limit=1',
+      'GET /api/applied-controls/?limit=1',
+      'GET /api/applied-controls/?limit=1',
+      `PATCH /api/applied-controls/${control.id}/`
+    ])
+    assert.deepEqual(
+      d.fake.calls.map((c) => c.status),
+      [200, 403, 403, 403, 200, 200]
+    )
+  })
+
   test('an outage (connections refused): commands wait instead of using up their retries, and none is dead-lettered', async (t) => {
     const d = await useDispatcher(t, {
       partitions: 1,
