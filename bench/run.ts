@@ -1,45 +1,117 @@
 /**
- * `npm run bench [-- <scenario> …] [--quick]`: runs benchmark scenarios, prints their
- * results and saves them as JSON under bench/results/.
+ * `npm run bench [-- <scenario> …] [--quick] [--repeats N]`: starts (or reuses) the local
+ * benchmark broker, runs each scenario's contenders back to back on the same data, and
+ * prints a table of medians, min–max and ratios. Results are saved as JSON under
+ * bench/results/; a full run also writes bench/results/summary.md and the README's table.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { defaultKafkaVersion } from '../src/dev/kafka/index.ts'
+import {
+  type BenchContext,
+  type Measurement,
+  measureInWorker,
+  type Scenario,
+  type ScenarioSummary,
+  summarize,
+  table
+} from './harness.ts'
+import { benchConnection, kafkaToolsVersion } from './lib.ts'
 
-const directory = new URL('./scenarios/', import.meta.url).pathname
-const available = readdirSync(directory)
-  .filter((f) => f.endsWith('.ts'))
-  .map((f) => f.replace(/\.ts$/, ''))
+const order = ['consume', 'io-bound', 'produce', 'latency', 'memory']
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
-const wanted = args.filter((a) => !a.startsWith('--'))
-const unknown = wanted.filter((w) => !available.includes(w))
+const valueOf = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined)
+const repeatsOverride = valueOf('--repeats') === undefined ? undefined : Number(valueOf('--repeats'))
+/** `--profile <contender>`: that contender's workers write V8 CPU profiles into bench/profiles/. */
+const profiled = valueOf('--profile')
+const wanted = args.filter(
+  (a, i) => !a.startsWith('--') && !['--repeats', '--profile'].includes(args[i - 1]!)
+)
+const unknown = wanted.filter((w) => !order.includes(w))
 if (unknown.length > 0) {
-  process.stderr.write(`unknown scenario(s) ${unknown.join(', ')}; available: ${available.join(', ')}\n`)
+  process.stderr.write(`unknown scenario(s) ${unknown.join(', ')}; available: ${order.join(', ')}\n`)
   process.exit(2)
 }
+const log = (line: string) => process.stderr.write(`${line}\n`)
 const machine = {
   cpus: cpus().length,
-  cpuModel: cpus()[0]?.model,
+  cpuModel: cpus()[0]?.model?.trim(),
   memoryGB: Math.round(totalmem() / 1024 ** 3),
-  node: process.version
+  node: process.version,
+  kafka: process.env.KAFKA_BROKERS ? 'external' : `Apache Kafka ${defaultKafkaVersion} (local, 1 broker)`,
+  kafkaTools: kafkaToolsVersion
 }
-let failed = false
-for (const scenario of wanted.length > 0 ? wanted : available) {
-  const module = (await import(join(directory, `${scenario}.ts`))) as {
-    run(options: { quick: boolean }): Promise<{ verified: boolean }>
+const started = Date.now()
+const context: BenchContext = { connection: await benchConnection(), quick, log }
+const summaries: ScenarioSummary[] = []
+const results = new URL('./results/', import.meta.url)
+mkdirSync(results, { recursive: true })
+
+for (const name of wanted.length > 0 ? order.filter((o) => wanted.includes(o)) : order) {
+  const { scenario } = (await import(new URL(`./scenarios/${name}.ts`, import.meta.url).href)) as {
+    scenario: Scenario
   }
-  process.stderr.write(`== ${scenario}\n`)
-  const result = { ...(await module.run({ quick })), machine, date: new Date().toISOString() }
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
-  mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+  log(`\n== ${scenario.name}: ${scenario.title}`)
+  const scenarioStarted = Date.now()
+  const prepared = await scenario.prepare(context)
+  const repeats = repeatsOverride ?? scenario.repeats(quick)
+  const runs = new Map<string, Measurement[]>()
+  try {
+    for (let round = 0; round < repeats; round += 1) {
+      const contenders = round % 2 === 0 ? scenario.contenders : [...scenario.contenders].reverse()
+      for (const { name: contender } of contenders) {
+        const measurement = await measureInWorker(
+          scenario.name,
+          contender,
+          prepared,
+          quick,
+          contender === profiled ? new URL('./profiles/', import.meta.url).pathname : undefined
+        )
+        runs.set(contender, [...(runs.get(contender) ?? []), measurement])
+        log(
+          `  ${contender} run ${round + 1}/${repeats}: ${measurement.value.toFixed(1)} ${scenario.metric.unit}${measurement.verified ? '' : '  NOT VERIFIED'}`
+        )
+      }
+    }
+  } finally {
+    await scenario.cleanup?.(prepared, context)
+  }
+  const summary = summarize(scenario, runs, quick)
+  summaries.push(summary)
+  const seconds = Math.round((Date.now() - scenarioStarted) / 1000)
   writeFileSync(
-    new URL(`./results/${scenario}.json`, import.meta.url),
-    `${JSON.stringify(result, null, 2)}\n`
+    new URL(`./${scenario.name}.json`, results),
+    `${JSON.stringify({ ...summary, machine, seconds, date: new Date().toISOString() }, null, 2)}\n`
   )
-  if (!result.verified) {
-    process.stderr.write(`${scenario}: the run did not verify its own output\n`)
-    failed = true
+  log(`  (${seconds} s)`)
+}
+
+const markdown = table(summaries)
+process.stdout.write(`\n${markdown}\n`)
+const total = Math.round((Date.now() - started) / 1000)
+const machineLine = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine.cpus} cores (${machine.cpuModel}), ${machine.memoryGB} GB, Node ${machine.node}, ${machine.kafka}; Kafka tools ${machine.kafkaTools}; the full run took ${Math.round(total / 60)} min.`
+process.stdout.write(`\n${machineLine}\n`)
+if (wanted.length === 0 && !quick) {
+  writeFileSync(new URL('./summary.md', results), `${markdown}\n\n${machineLine}\n`)
+  const readme = new URL('../README.md', import.meta.url)
+  const text = readFileSync(readme, 'utf8')
+  const start = '<!-- bench:start -->'
+  const end = '<!-- bench:end -->'
+  if (text.includes(start) && text.includes(end)) {
+    writeFileSync(
+      readme,
+      `${text.slice(0, text.indexOf(start) + start.length)}\n${markdown}\n\n${machineLine}\n${text.slice(text.indexOf(end))}`
+    )
   }
 }
-process.exit(failed ? 1 : 0)
+const failures = [
+  ...summaries.filter((s) => !s.verified).map((s) => `${s.name}: a run did not verify its own output`),
+  ...summaries.flatMap((s) =>
+    s.ratios.filter((r) => r.met === false).map((r) => `${s.name}: ${r.name} missed its goal`)
+  ),
+  ...summaries.flatMap((s) => s.goals.filter((g) => !g.met).map((g) => `${s.name}: ${g.description} missed`))
+]
+for (const failure of failures) log(failure)
+// A missed goal is a finding to report, not a broken run; an unverified run is a broken run.
+process.exit(summaries.every((s) => s.verified) ? 0 : 1)

@@ -7,4 +7,4 @@ export {
   localScramUser,
   type ScramCredentials
 } from './cluster.ts'
-export { defaultKafkaVersion, ensureKafkaJars } from './jars.ts'
+export { defaultKafkaVersion, ensureKafkaJars, resolveJars } from './jars.ts'

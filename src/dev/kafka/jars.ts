@@ -19,20 +19,53 @@ export interface JarsOptions {
 
 /**
  * Resolves the Apache Kafka jars with Maven into the cache, once, and returns the
- * directory to put on the classpath. A run that fails half-way leaves nothing behind
- * that a later run would mistake for a complete set.
+ * directory to put on the classpath.
  */
 export function ensureKafkaJars({ version, home, log = () => {} }: JarsOptions): string {
-  const root = join(home, 'kafka', version)
-  const libs = join(root, 'libs')
-  const marker = join(libs, '.complete')
-  if (existsSync(marker)) return libs
+  return resolveJars({
+    pom: kafkaPom,
+    properties: { 'kafka.version': version },
+    into: join(home, 'kafka', version, 'libs'),
+    expect: `kafka_2.13-${version}`,
+    describe: `Apache Kafka ${version}`,
+    log
+  })
+}
 
-  requireCommand('java', ['-version'], 'Java 17 or newer is needed to run the local Kafka broker')
+export interface ResolveJarsOptions {
+  /** A pom whose runtime dependencies are the jars. */
+  pom: string
+  /** `-D` properties for the pom, e.g. the version. */
+  properties: Record<string, string>
+  /** The directory the jars end up in. */
+  into: string
+  /** A jar name prefix that must be among them (proof that the right artifact resolved). */
+  expect: string
+  describe: string
+  log?: (line: string) => void
+}
+
+/**
+ * Copies a pom's runtime dependencies from Maven Central into `into`, once. A run that fails
+ * half-way leaves nothing behind that a later run would mistake for a complete set: the jars
+ * are staged, checked, marked complete and only then renamed into place.
+ */
+export function resolveJars({
+  pom,
+  properties,
+  into,
+  expect,
+  describe,
+  log = () => {}
+}: ResolveJarsOptions): string {
+  const marker = join(into, '.complete')
+  if (existsSync(marker)) return into
+
+  requireCommand('java', ['-version'], 'Java 17 or newer is needed to run the Kafka jars')
   requireCommand('mvn', ['-v'], 'Apache Maven is needed to fetch the Kafka jars from Maven Central')
 
-  log(`resolving Apache Kafka ${version} jars from Maven Central into ${libs} (once)`)
-  const staging = join(root, `libs.partial-${process.pid}`)
+  log(`resolving ${describe} jars from Maven Central into ${into} (once)`)
+  const staging = `${into}.partial-${process.pid}`
   rmSync(staging, { recursive: true, force: true })
   mkdirSync(staging, { recursive: true })
   const result = spawnSync(
@@ -41,8 +74,8 @@ export function ensureKafkaJars({ version, home, log = () => {} }: JarsOptions):
       '-B',
       '-q',
       '-f',
-      kafkaPom,
-      `-Dkafka.version=${version}`,
+      pom,
+      ...Object.entries(properties).map(([key, value]) => `-D${key}=${value}`),
       'dependency:copy-dependencies',
       '-DincludeScope=runtime',
       `-DoutputDirectory=${staging}`
@@ -52,23 +85,19 @@ export function ensureKafkaJars({ version, home, log = () => {} }: JarsOptions):
   if (result.status !== 0) {
     rmSync(staging, { recursive: true, force: true })
     const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n')
-    throw new ConveyorError(
-      ErrorCodes.LOCAL_KAFKA,
-      `Maven could not resolve org.apache.kafka:kafka_2.13:${version}:\n${output}`
-    )
+    throw new ConveyorError(ErrorCodes.LOCAL_KAFKA, `Maven could not resolve ${describe}:\n${output}`)
   }
   const jars = readdirSync(staging).filter((name) => name.endsWith('.jar'))
-  if (!jars.some((name) => name.startsWith(`kafka_2.13-${version}`))) {
-    throw new ConveyorError(
-      ErrorCodes.LOCAL_KAFKA,
-      `Maven ran but ${staging} holds no kafka_2.13-${version} jar`
-    )
+  if (!jars.some((name) => name.startsWith(expect))) {
+    rmSync(staging, { recursive: true, force: true })
+    throw new ConveyorError(ErrorCodes.LOCAL_KAFKA, `Maven ran but ${staging} holds no ${expect} jar`)
   }
   writeFileSync(join(staging, '.complete'), `${jars.length} jars\n`)
-  rmSync(libs, { recursive: true, force: true })
-  renameSync(staging, libs)
+  rmSync(into, { recursive: true, force: true })
+  mkdirSync(dirname(into), { recursive: true })
+  renameSync(staging, into)
   log(`resolved ${jars.length} jars`)
-  return libs
+  return into
 }
 
 function requireCommand(command: string, args: string[], why: string): void {
