@@ -154,20 +154,29 @@ export function summarize(
     }
   })
   const byName = new Map(contenders.map((c) => [c.contender, c]))
-  const ratios = scenario.ratios.map((ratio) => {
-    const value = byName.get(ratio.numerator)!.median / byName.get(ratio.denominator)!.median
-    const goal = ratio.goal
-    const met =
-      goal === undefined
-        ? undefined
-        : (goal.atLeast === undefined || value >= goal.atLeast) &&
-          (goal.atMost === undefined || value <= goal.atMost)
-    return { name: `${ratio.numerator} / ${ratio.denominator}`, value, ...(goal ? { goal } : {}), met }
-  })
-  const goals = (scenario.goals ?? []).map((goal) => {
-    const value = byName.get(goal.contender)!.median
-    return { contender: goal.contender, description: goal.description, median: value, met: goal.holds(value) }
-  })
+  const ratios = scenario.ratios
+    .filter((ratio) => byName.has(ratio.numerator) && byName.has(ratio.denominator))
+    .map((ratio) => {
+      const value = byName.get(ratio.numerator)!.median / byName.get(ratio.denominator)!.median
+      const goal = ratio.goal
+      const met =
+        goal === undefined
+          ? undefined
+          : (goal.atLeast === undefined || value >= goal.atLeast) &&
+            (goal.atMost === undefined || value <= goal.atMost)
+      return { name: `${ratio.numerator} / ${ratio.denominator}`, value, ...(goal ? { goal } : {}), met }
+    })
+  const goals = (scenario.goals ?? [])
+    .filter((goal) => byName.has(goal.contender))
+    .map((goal) => {
+      const value = byName.get(goal.contender)!.median
+      return {
+        contender: goal.contender,
+        description: goal.description,
+        median: value,
+        met: goal.holds(value)
+      }
+    })
   return {
     name: scenario.name,
     title: scenario.title,

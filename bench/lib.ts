@@ -43,9 +43,11 @@ export async function produceBacklog(
   topic: string,
   { count, keys, size = 200, type = 'work' }: { count: number; keys: number; size?: number; type?: string }
 ): Promise<void> {
+  // Idempotent: a retried batch must not leave duplicates, or the scenarios' counts would be off.
   const producer = new Producer({
     ...clientOptions(connection),
-    acks: ProduceAcks.LEADER,
+    idempotent: true,
+    acks: ProduceAcks.ALL,
     compression: 'none'
   })
   const padding = 'x'.repeat(Math.max(0, size - 80))
@@ -66,6 +68,8 @@ export async function produceBacklog(
   } finally {
     await producer.close()
   }
+  const produced = await topicSize(connection, topic)
+  if (produced !== count) throw new Error(`${topic} holds ${produced} records after producing ${count}`)
 }
 
 export function megabytes(bytes: number): number {

@@ -56,6 +56,9 @@ for (const name of wanted.length > 0 ? order.filter((o) => wanted.includes(o)) :
   const scenarioStarted = Date.now()
   const prepared = await scenario.prepare(context)
   const repeats = repeatsOverride ?? scenario.repeats(quick)
+  // BENCH_CONTENDERS=conveyor,platformatic measures only those (for quick before/after comparisons).
+  const only = process.env.BENCH_CONTENDERS?.split(',')
+  if (only) scenario.contenders = scenario.contenders.filter((c) => only.includes(c.name))
   const runs = new Map<string, Measurement[]>()
   try {
     for (let round = 0; round < repeats; round += 1) {

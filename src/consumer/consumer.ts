@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Codec, jsonCodec } from '../codec/json.ts'
-import { readEnvelope } from '../core/envelope.ts'
+import { type Envelope, readEnvelope } from '../core/envelope.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { HandlerContext, Message, Middleware } from '../core/message.ts'
 import { deadLetterRecord } from '../dead-letter/record.ts'
@@ -131,6 +131,8 @@ interface PartitionState {
   readonly waits: AbortSignal
   /** Handed to handlers: aborted past the drain timeout or at revocation. */
   readonly handlerSignal: AbortSignal
+  /** The handler context of this partition's messages (made once when no producer is given). */
+  context?: HandlerContext
 }
 
 type Outcome = 'processed' | 'dead-lettered' | 'ignored' | 'abandoned'
@@ -509,8 +511,9 @@ export class ConveyorConsumer {
     if (this.#state !== 'running' && this.#state !== 'starting') return
     // A record of a partition this member no longer owns (fetched before a rebalance):
     // handling it could commit past work its new owner has not done.
-    if (this.#assignment && !this.#assignment.has(partitionKey(record.topic, record.partition))) return
-    const state = this.#partition(record.topic, record.partition)
+    const key = partitionKey(record.topic, record.partition)
+    if (this.#assignment && !this.#assignment.has(key)) return
+    const state = this.#partitions.get(key) ?? this.#partition(record.topic, record.partition)
     if (state.revoked) return
     const { progress } = state
     if (progress.admit(record.offset) === 'duplicate') return
@@ -524,7 +527,7 @@ export class ConveyorConsumer {
     }
     const laneKey = this.#laneKey(state, record)
     let lane = this.#lanes.get(laneKey)
-    if (!lane) {
+    if (!lane || lane.partition !== state) {
       lane = {
         key: laneKey,
         partition: state,
@@ -672,6 +675,10 @@ export class ConveyorConsumer {
 
   #schedule(lane: Lane): void {
     if (lane.running || lane.scheduled || lane.head >= lane.queue.length) return
+    if (this.#ready.length === 0 && this.#active < this.#options.concurrency) {
+      this.#run(lane) // what #pump would do, without the round trip through the ready queue
+      return
+    }
     lane.scheduled = true
     this.#ready.push(lane)
     this.#pump()
@@ -686,45 +693,71 @@ export class ConveyorConsumer {
     }
   }
 
+  /**
+   * Runs a lane: its next record, and — while handlers finish synchronously — the records
+   * after it, up to a burst, without a promise per record. An asynchronous outcome releases
+   * the lane when it settles, so lanes with backlogs take turns for the concurrency slots.
+   */
   #run(lane: Lane): void {
     const state = lane.partition
-    const record = lane.queue[lane.head]!
-    lane.queue[lane.head] = undefined as never
-    lane.head++
-    if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
-      lane.queue.splice(0, lane.head)
-      lane.head = 0
-    }
     lane.running = true
-    state.inFlight++
     this.#active++
-    this.#handle(record, state).then(
-      (outcome) => this.#finished(lane, state, record, outcome),
-      (error: unknown) => {
-        // #handle contains every error; reaching here is a bug. Never commit past it.
-        errorChannel.publish({ groupId: this.groupId, error, fatal: false, context: 'runtime' })
-        this.#finished(lane, state, record, 'abandoned')
+    for (let burst = 1; ; burst++) {
+      const record = lane.queue[lane.head]!
+      lane.queue[lane.head] = undefined as never
+      lane.head++
+      if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
+        lane.queue.splice(0, lane.head)
+        lane.head = 0
       }
-    )
+      state.inFlight++
+      const outcome = this.#handle(record, state)
+      if (typeof outcome !== 'string') {
+        outcome.then(
+          (settled) => {
+            this.#settle(state, record, settled)
+            this.#release(lane)
+          },
+          (error: unknown) => {
+            // #handle contains every error; reaching here is a bug. Never commit past it.
+            errorChannel.publish({ groupId: this.groupId, error, fatal: false, context: 'runtime' })
+            this.#settle(state, record, 'abandoned')
+            this.#release(lane)
+          }
+        )
+        return
+      }
+      this.#settle(state, record, outcome)
+      if (lane.head >= lane.queue.length || burst >= syncBurst || this.#state !== 'running') break
+    }
+    this.#release(lane)
   }
 
-  #finished(lane: Lane, state: PartitionState, record: InboundRecord, outcome: Outcome): void {
-    this.#active--
+  /** One record is done with: processed, dead-lettered, ignored or abandoned. */
+  #settle(state: PartitionState, record: InboundRecord, outcome: Outcome): void {
     state.inFlight--
     state.buffered--
     this.#buffered--
-    lane.running = false
     if (outcome === 'abandoned') state.progress.abandon(record.offset)
     else state.progress.finish(record.offset)
+  }
+
+  /** The lane gives back its concurrency slot; it is scheduled again if records wait in it. */
+  #release(lane: Lane): void {
+    this.#active--
+    lane.running = false
     if (lane.head < lane.queue.length) this.#schedule(lane)
-    else if (this.#lanes.get(lane.key) === lane) this.#lanes.delete(lane.key)
-    this.#maybeRewind(state)
+    else if (this.#options.ordering !== 'partition' && this.#lanes.get(lane.key) === lane) {
+      // Key and record lanes come and go; a partition's lane stays while the partition does.
+      this.#lanes.delete(lane.key)
+    }
+    this.#maybeRewind(lane.partition)
     this.#pump()
     this.#checkIdle()
   }
 
   #checkIdle(): void {
-    if (this.#active === 0) for (const resolve of this.#idle.splice(0)) resolve()
+    if (this.#active === 0 && this.#idle.length > 0) for (const resolve of this.#idle.splice(0)) resolve()
   }
 
   #waitIdle(timeout: number): Promise<boolean> {
@@ -740,57 +773,109 @@ export class ConveyorConsumer {
 
   // ── Handling one record ──────────────────────────────────────────────────────
 
-  async #handle(record: InboundRecord, state: PartitionState): Promise<Outcome> {
+  /**
+   * Handles one record. The common case — a synchronous codec, a known type, a handler that
+   * succeeds — runs without allocating a promise when the handler returns none; everything
+   * else (decode failures, unknown types, handler errors and retries, tracing) takes the
+   * general path, `#handleAsync`.
+   */
+  #handle(record: InboundRecord, state: PartitionState): Outcome | Promise<Outcome> {
+    if (handlerChannel.hasSubscribers) return this.#handleAsync(record, state)
+    const started = messageHandledChannel.hasSubscribers ? performance.now() : 0
+    let value: unknown
+    try {
+      value = this.#options.codec.decode(record.value, { topic: record.topic, headers: record.headers })
+    } catch {
+      return this.#handleAsync(record, state) // decoded again there, to wait or dead-letter
+    }
+    if (isThenable(value)) return this.#handleAsync(record, state, value)
+    const type = readType(this.#options.typeFrom, value, record.headers)
+    const route = type === undefined ? undefined : this.#routes.get(type)
+    if (!route) return this.#handleAsync(record, state, value)
+    if (state.revoked || this.#stopping.signal.aborted) return 'abandoned'
+    const message = deliveredMessage(record, route.type, value, 1)
+    let result: unknown
+    try {
+      result = route.handler(message, this.#contextFor(state, message))
+    } catch (error) {
+      return this.#retry(record, state, route, message, error, started)
+    }
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        () => this.#handled(record, message, 'processed', 1, started),
+        (error: unknown) => this.#retry(record, state, route, message, error, started)
+      )
+    }
+    return this.#handled(record, message, 'processed', 1, started)
+  }
+
+  /** The handler's context: its signal, group and, with a producer, `send` naming the message as cause. */
+  #contextFor(state: PartitionState, parent: Message): HandlerContext {
+    const producer = this.#options.producer
+    if (!producer) {
+      state.context ??= { signal: state.handlerSignal, groupId: this.groupId }
+      return state.context
+    }
+    return {
+      signal: state.handlerSignal,
+      groupId: this.groupId,
+      send: (type, payload, options = {}) => producer.send(type, payload, { ...options, parent })
+    }
+  }
+
+  /** Publishes the outcome (for logs and metrics) and returns it. */
+  #handled(
+    record: InboundRecord,
+    message: Message | undefined,
+    outcome: Outcome,
+    attempts: number,
+    started: number
+  ): Outcome {
+    if (outcome !== 'abandoned' && messageHandledChannel.hasSubscribers) {
+      messageHandledChannel.publish({
+        groupId: this.groupId,
+        message,
+        record,
+        outcome,
+        attempts,
+        duration: performance.now() - started
+      })
+    }
+    return outcome
+  }
+
+  /** After a failed first attempt on the fast path: the general path's retry loop from attempt 1. */
+  async #retry(
+    record: InboundRecord,
+    state: PartitionState,
+    route: CompiledRoute,
+    message: DeliveredMessage,
+    error: unknown,
+    started: number
+  ): Promise<Outcome> {
+    return this.#attempts(record, state, route, message, started, { error, attempt: 1 })
+  }
+
+  async #handleAsync(record: InboundRecord, state: PartitionState, decoded?: unknown): Promise<Outcome> {
     const started = performance.now()
     const signal = state.waits
-    let message: Message | undefined
+    let message: DeliveredMessage
     let route: CompiledRoute | undefined
-    let attempt = 1
-    let firstFailure: Date | undefined
-    const done = (outcome: Outcome): Outcome => {
-      if (outcome !== 'abandoned' && messageHandledChannel.hasSubscribers) {
-        messageHandledChannel.publish({
-          groupId: this.groupId,
-          message,
-          record,
-          outcome,
-          attempts: attempt,
-          duration: performance.now() - started
-        })
-      }
-      return outcome
-    }
-
     try {
-      const value = await this.#decode(record, signal)
-      if (value === abandoned) return done('abandoned')
+      const value = await this.#decode(record, signal, decoded as PromiseLike<unknown> | undefined)
+      if (value === abandoned) return this.#handled(record, undefined, 'abandoned', 1, started)
       const type = readType(this.#options.typeFrom, value, record.headers)
       route = type === undefined ? undefined : this.#routes.get(type)
       if (!route) {
-        if (this.#options.unknownType === 'ignore') return done('ignored')
+        if (this.#options.unknownType === 'ignore')
+          return this.#handled(record, undefined, 'ignored', 1, started)
         const what =
           type === undefined
             ? `it names no message type (${describeSource(this.#options.typeFrom)})`
             : `no route handles type "${type}"`
         throw new ConveyorError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `the message cannot be routed: ${what}`)
       }
-      const version = readVersion(value)
-      const id = `${record.topic}-${record.partition}-${record.offset}`
-      message = {
-        topic: record.topic,
-        partition: record.partition,
-        offset: record.offset,
-        key: record.key,
-        keyString: record.key === null ? null : record.key.toString('utf8'),
-        headers: record.headers,
-        timestamp: record.timestamp,
-        rawValue: record.value,
-        type: route.type,
-        version,
-        value,
-        envelope: readEnvelope(record.headers, { id, type: route.type, version }),
-        attempt
-      }
+      message = deliveredMessage(record, route.type, value, 1)
     } catch (error) {
       // Decoding and routing failures: repeating cannot help.
       const outcome = await this.#deadLetter(record, state, {
@@ -801,81 +886,101 @@ export class ConveyorConsumer {
         firstFailure: new Date(),
         signal
       })
-      return done(outcome)
+      return this.#handled(record, undefined, outcome, 1, started)
     }
+    return this.#attempts(record, state, route, message, started)
+  }
 
-    const producer = this.#options.producer
-    const parent = message
-    const context: HandlerContext = producer
-      ? {
-          signal: state.handlerSignal,
-          groupId: this.groupId,
-          send: (type, payload, options = {}) => producer.send(type, payload, { ...options, parent })
-        }
-      : { signal: state.handlerSignal, groupId: this.groupId }
+  /**
+   * Runs the handler until it succeeds or its route's policy gives up (then the DLQ). With
+   * `failed`, the first attempt already ran and failed (on the fast path).
+   */
+  async #attempts(
+    record: InboundRecord,
+    state: PartitionState,
+    route: CompiledRoute,
+    first: DeliveredMessage,
+    started: number,
+    failed?: { error: unknown; attempt: number }
+  ): Promise<Outcome> {
+    const signal = state.waits
+    const context = this.#contextFor(state, first)
+    let message = first
+    let attempt = failed?.attempt ?? 1
+    let firstFailure: Date | undefined
+    let known = failed
     for (;;) {
-      if (signal.aborted) return done('abandoned')
-      try {
-        const current = message
-        if (handlerChannel.hasSubscribers) {
-          await handlerChannel.tracePromise(async () => route.handler(current, context), {
-            message: current,
-            groupId: this.groupId
-          })
-        } else {
-          await route.handler(current, context)
+      let error: unknown
+      if (known) {
+        error = known.error
+        known = undefined
+      } else {
+        if (signal.aborted) return this.#handled(record, message, 'abandoned', attempt, started)
+        try {
+          const current = message
+          if (handlerChannel.hasSubscribers) {
+            await handlerChannel.tracePromise(async () => route.handler(current, context), {
+              message: current,
+              groupId: this.groupId
+            })
+          } else {
+            await route.handler(current, context)
+          }
+          return this.#handled(record, message, 'processed', attempt, started)
+        } catch (thrown) {
+          error = thrown
         }
-        return done('processed')
-      } catch (error) {
-        firstFailure ??= new Date()
-        const decision = decide(route.retry, attempt, error)
-        if (decision.action === 'dead-letter') {
-          const outcome = await this.#deadLetter(record, state, {
-            topic: route.deadLetterTopic ?? this.#defaultDeadLetterTopic(record.topic),
-            reason: decision.reason,
-            error,
-            attempts: attempt,
-            firstFailure,
-            signal
-          })
-          return done(outcome)
-        }
-        if (messageRetryChannel.hasSubscribers) {
-          messageRetryChannel.publish({
-            groupId: this.groupId,
-            message,
-            error,
-            attempt,
-            delay: decision.delay
-          })
-        }
-        if (state.retrying++ === 0) this.#shed(state)
-        const waiting: RetryWait = {
-          offset: record.offset,
-          key: message.keyString,
-          type: message.type,
-          attempt,
-          nextRetryAt: new Date(Date.now() + decision.delay).toISOString(),
-          error: (error as Error)?.message ?? String(error)
-        }
-        state.retryWaits.add(waiting)
-        const waited = await wait(decision.delay, signal)
-        state.retryWaits.delete(waiting)
-        state.retrying--
-        if (!waited) return done('abandoned')
-        attempt++
-        message = { ...message, attempt }
       }
+      firstFailure ??= new Date()
+      const decision = decide(route.retry, attempt, error)
+      if (decision.action === 'dead-letter') {
+        const outcome = await this.#deadLetter(record, state, {
+          topic: route.deadLetterTopic ?? this.#defaultDeadLetterTopic(record.topic),
+          reason: decision.reason,
+          error,
+          attempts: attempt,
+          firstFailure,
+          signal
+        })
+        return this.#handled(record, message, outcome, attempt, started)
+      }
+      if (messageRetryChannel.hasSubscribers) {
+        messageRetryChannel.publish({
+          groupId: this.groupId,
+          message,
+          error,
+          attempt,
+          delay: decision.delay
+        })
+      }
+      if (state.retrying++ === 0) this.#shed(state)
+      const waiting: RetryWait = {
+        offset: record.offset,
+        key: message.keyString,
+        type: message.type,
+        attempt,
+        nextRetryAt: new Date(Date.now() + decision.delay).toISOString(),
+        error: (error as Error)?.message ?? String(error)
+      }
+      state.retryWaits.add(waiting)
+      const waited = await wait(decision.delay, signal)
+      state.retryWaits.delete(waiting)
+      state.retrying--
+      if (!waited) return this.#handled(record, message, 'abandoned', attempt, started)
+      attempt++
+      message = message.withAttempt(attempt)
     }
   }
 
   /**
    * Decodes a record. A retryable failure (the schema registry is unreachable) is not the
    * message's fault: it waits with capped backoff and tries again, never dead-letters.
+   * `first` is a decode already started (on the fast path): its outcome is the first attempt's.
    */
-  async #decode(record: InboundRecord, signal: AbortSignal): Promise<unknown> {
+  async #decode(record: InboundRecord, signal: AbortSignal, first?: PromiseLike<unknown>): Promise<unknown> {
     for (let attempt = 1; ; attempt++) {
       try {
+        if (attempt === 1 && first !== undefined) return await first
         return await this.#options.codec.decode(record.value, {
           topic: record.topic,
           headers: record.headers
@@ -936,6 +1041,87 @@ export class ConveyorConsumer {
       }
     }
   }
+}
+
+/** Records a lane runs back to back while its handlers finish synchronously, before it yields its slot. */
+const syncBurst = 64
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
+}
+
+/**
+ * The message a handler sees for a delivered record. `keyString` and `envelope` are
+ * computed on first read (most handlers never read the envelope), so they live on the
+ * prototype: a spread copy (`{ ...message }`) does not carry them.
+ */
+class DeliveredMessage implements Message {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: bigint
+  readonly key: Buffer | null
+  readonly headers: ReadonlyMap<string, Buffer>
+  readonly timestamp: number
+  readonly rawValue: Buffer | null
+  readonly type: string
+  readonly version: number | undefined
+  readonly value: unknown
+  readonly attempt: number
+  readonly #record: InboundRecord
+  #keyString: string | null | undefined
+  #envelope: Envelope | undefined
+
+  constructor(
+    record: InboundRecord,
+    type: string,
+    value: unknown,
+    attempt: number,
+    version = readVersion(value)
+  ) {
+    this.#record = record
+    this.topic = record.topic
+    this.partition = record.partition
+    this.offset = record.offset
+    this.key = record.key
+    this.headers = record.headers
+    this.timestamp = record.timestamp
+    this.rawValue = record.value
+    this.type = type
+    this.version = version
+    this.value = value
+    this.attempt = attempt
+  }
+
+  get keyString(): string | null {
+    if (this.#keyString === undefined) this.#keyString = this.key === null ? null : this.key.toString('utf8')
+    return this.#keyString
+  }
+
+  get envelope(): Envelope {
+    this.#envelope ??= readEnvelope(this.headers, {
+      id: `${this.topic}-${this.partition}-${this.offset}`,
+      type: this.type,
+      version: this.version
+    })
+    return this.#envelope
+  }
+
+  /** The same message for another attempt. */
+  withAttempt(attempt: number): DeliveredMessage {
+    const next = new DeliveredMessage(this.#record, this.type, this.value, attempt, this.version)
+    next.#keyString = this.#keyString
+    next.#envelope = this.#envelope
+    return next
+  }
+}
+
+function deliveredMessage(
+  record: InboundRecord,
+  type: string,
+  value: unknown,
+  attempt: number
+): DeliveredMessage {
+  return new DeliveredMessage(record, type, value, attempt)
 }
 
 /** Sleeps `ms`; resolves false instead if `signal` aborts first. */

@@ -229,26 +229,8 @@ class KafkaSubscription implements Subscription {
   }
 
   #deliver(message: RawMessage): void {
-    const key = partitionKey(message.topic, message.partition)
-    if (this.#parked.has(key)) {
-      const end = this.#parked.get(key)
-      if (end !== undefined && message.offset < end) {
-        // Still reading the backlog of a parked partition: jump back to its end.
-        this.#stream?.offsetsToFetch.set(key, end)
-        return
-      }
-    }
-    const resync = this.#resyncs.get(key)
-    if (resync) {
-      if (message.offset < resync.offset) return // a re-read below the seek point
-      if (message.offset > resync.offset && Date.now() - resync.since < 30_000) {
-        // Stale: fetched before the seek took effect. Point the fetch back again.
-        this.#stream?.offsetsToFetch.set(key, resync.offset)
-        return
-      }
-      // The record at the seek offset (or, after 30 s without it, the first after it:
-      // it was deleted by retention or compaction meanwhile).
-      this.#resyncs.delete(key)
+    if (this.#parked.size > 0 || this.#resyncs.size > 0) {
+      if (!this.#admit(message)) return
     }
     this.#listener.record({
       topic: message.topic,
@@ -259,6 +241,32 @@ class KafkaSubscription implements Subscription {
       headers: message.headers,
       timestamp: Number(message.timestamp)
     })
+  }
+
+  /** Whether a record of a parked or re-sought partition is to be delivered. */
+  #admit(message: RawMessage): boolean {
+    const key = partitionKey(message.topic, message.partition)
+    if (this.#parked.has(key)) {
+      const end = this.#parked.get(key)
+      if (end !== undefined && message.offset < end) {
+        // Still reading the backlog of a parked partition: jump back to its end.
+        this.#stream?.offsetsToFetch.set(key, end)
+        return false
+      }
+    }
+    const resync = this.#resyncs.get(key)
+    if (resync) {
+      if (message.offset < resync.offset) return false // a re-read below the seek point
+      if (message.offset > resync.offset && Date.now() - resync.since < 30_000) {
+        // Stale: fetched before the seek took effect. Point the fetch back again.
+        this.#stream?.offsetsToFetch.set(key, resync.offset)
+        return false
+      }
+      // The record at the seek offset (or, after 30 s without it, the first after it:
+      // it was deleted by retention or compaction meanwhile).
+      this.#resyncs.delete(key)
+    }
+    return true
   }
 
   seek({ topic, partition }: TopicPartition, offset: bigint): void {

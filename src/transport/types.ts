@@ -99,5 +99,14 @@ export interface Transport {
 }
 
 export function partitionKey(topic: string, partition: number): string {
-  return `${topic}:${partition}`
+  // Called for every record: the strings are made once per partition and reused.
+  let keys = partitionKeys.get(topic)
+  if (!keys) {
+    keys = []
+    partitionKeys.set(topic, keys)
+  }
+  keys[partition] ??= `${topic}:${partition}`
+  return keys[partition]
 }
+
+const partitionKeys = new Map<string, string[]>()

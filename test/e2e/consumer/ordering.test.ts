@@ -84,7 +84,10 @@ test('a key that fails for ever blocks only itself; once fixed, its messages fol
     routes: {
       work: {
         retry: forever({ initialDelay: 5, maxDelay: 40, jitter: false }),
-        handler: (message) => {
+        // Asynchronous, as a handler calling another service is: records arrive faster than
+        // they finish, so the partition buffers fill and the pause path is exercised.
+        handler: async (message) => {
+          await new Promise((resolve) => setImmediate(resolve))
           const { key, seq } = message.value as Work
           if (key === 'key-3' && poisoned) throw new Error('downstream rejects key-3')
           handled.push({ key, seq, partition: message.partition, offset: message.offset })
