@@ -21,10 +21,10 @@ import { benchConnection, kafkaToolsVersion } from './lib.ts'
 const order = ['consume', 'io-bound', 'produce', 'latency', 'memory']
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
-const valueOf = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined)
-const repeatsOverride = valueOf('--repeats') === undefined ? undefined : Number(valueOf('--repeats'))
+const flagValue = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined)
+const repeatsOverride = flagValue('--repeats') === undefined ? undefined : Number(flagValue('--repeats'))
 /** `--profile <contender>`: that contender's workers write V8 CPU profiles into bench/profiles/. */
-const profiled = valueOf('--profile')
+const profiled = flagValue('--profile')
 const wanted = args.filter(
   (a, i) => !a.startsWith('--') && !['--repeats', '--profile'].includes(args[i - 1]!)
 )
