@@ -784,7 +784,7 @@ export class ConveyorConsumer {
     const started = messageHandledChannel.hasSubscribers ? performance.now() : 0
     let value: unknown
     try {
-      value = this.#options.codec.decode(record.value, { topic: record.topic, headers: record.headers })
+      value = this.#options.codec.decode(record.value, record) // the record is the context: topic, headers
     } catch {
       return this.#handleAsync(record, state) // decoded again there, to wait or dead-letter
     }

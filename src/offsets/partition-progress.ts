@@ -15,7 +15,16 @@
 export class PartitionProgress {
   readonly topic: string
   readonly partition: number
-  #pending = new Set<bigint>()
+  /**
+   * Offsets being processed, ascending, as a queue: `#pending[i]` is done when
+   * `#settled[i]` is true, and settled entries leave from the front. Records arrive in
+   * offset order (a rewind's re-reads are inserted in place), and in partition order they
+   * also finish in order, so the common case costs no search and no hashing.
+   */
+  #pending: bigint[] = []
+  #settled: boolean[] = []
+  #head = 0
+  #pendingCount = 0
   #dropped = new Set<bigint>()
   #droppedFrom: bigint | undefined
   #highestSeen = -1n
@@ -46,7 +55,7 @@ export class PartitionProgress {
 
   /** The record is being processed. */
   accept(offset: bigint): void {
-    this.#pending.add(offset)
+    this.#enqueue(offset)
     if (this.#droppedFrom !== undefined && offset >= this.#droppedFrom) {
       // The set-aside tail is read again in order: everything below this offset is taken care of.
       this.#droppedFrom = offset >= this.#highestSeen ? undefined : offset + 1n
@@ -67,18 +76,64 @@ export class PartitionProgress {
 
   /** The record was processed or dead-lettered. */
   finish(offset: bigint): void {
-    if (!this.#pending.delete(offset)) return
+    if (!this.#settle(offset)) return
     if (offset > this.#highestFinished) this.#highestFinished = offset
   }
 
   /** Forgets a record without finishing it (work abandoned at revocation or shutdown). */
   abandon(offset: bigint): void {
-    this.#pending.delete(offset)
+    this.#settle(offset)
     this.drop(offset)
   }
 
   get pendingCount(): number {
-    return this.#pending.size
+    return this.#pendingCount
+  }
+
+  #enqueue(offset: bigint): void {
+    const pending = this.#pending
+    if (this.#head === pending.length || offset > pending[pending.length - 1]!) {
+      pending.push(offset)
+      this.#settled.push(false)
+    } else {
+      const index = this.#find(offset)
+      if (index < pending.length && pending[index] === offset && !this.#settled[index]) return // already pending
+      pending.splice(index, 0, offset)
+      this.#settled.splice(index, 0, false)
+    }
+    this.#pendingCount++
+  }
+
+  /** Marks a pending offset settled; false when it was not pending. */
+  #settle(offset: bigint): boolean {
+    const pending = this.#pending
+    const index = pending[this.#head] === offset ? this.#head : this.#find(offset)
+    if (index >= pending.length || pending[index] !== offset || this.#settled[index]) return false
+    this.#settled[index] = true
+    this.#pendingCount--
+    while (this.#head < pending.length && this.#settled[this.#head]) this.#head++
+    if (this.#head === pending.length) {
+      pending.length = 0
+      this.#settled.length = 0
+      this.#head = 0
+    } else if (this.#head > 1024 && this.#head * 2 > pending.length) {
+      pending.splice(0, this.#head)
+      this.#settled.splice(0, this.#head)
+      this.#head = 0
+    }
+    return true
+  }
+
+  /** The first index at or after the head whose offset is ≥ `offset` (binary search). */
+  #find(offset: bigint): number {
+    let low = this.#head
+    let high = this.#pending.length
+    while (low < high) {
+      const middle = (low + high) >>> 1
+      if (this.#pending[middle]! < offset) low = middle + 1
+      else high = middle
+    }
+    return low
   }
 
   get droppedCount(): number {
@@ -102,7 +157,8 @@ export class PartitionProgress {
    */
   committable(): bigint | undefined {
     let limit = this.#highestFinished + 1n
-    for (const offset of this.#pending) if (offset < limit) limit = offset
+    // The head is the lowest offset still pending (settled entries have left the front).
+    if (this.#pendingCount > 0 && this.#pending[this.#head]! < limit) limit = this.#pending[this.#head]!
     const rewind = this.rewindPoint()
     if (rewind !== undefined && rewind < limit) limit = rewind
     if (limit <= 0n && this.#highestFinished < 0n) return undefined

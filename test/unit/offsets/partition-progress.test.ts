@@ -89,3 +89,47 @@ test('re-reading a set-aside tail while paused again does not move the rewind po
   for (const o of [2n, 3n, 4n]) assert.equal(p.admit(o), 'new')
   assert.equal(p.rewindPoint(), 2n)
 })
+
+test('the commit point never passes a pending offset, whatever the order of finishing, abandoning and re-reading', () => {
+  // A reference model (a plain set of pending offsets) against the queue the class keeps.
+  let seed = 7
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
+    return seed / 2 ** 31
+  }
+  for (let round = 0; round < 200; round++) {
+    const p = progress()
+    const pending = new Set<number>()
+    const abandoned: number[] = []
+    let next = 0
+    let highestFinished = -1
+    for (let step = 0; step < 200; step++) {
+      const action = random()
+      if (action < 0.45) {
+        const offset = next++
+        assert.equal(p.admit(BigInt(offset)), 'new')
+        p.accept(BigInt(offset))
+        pending.add(offset)
+      } else if (action < 0.8 && pending.size > 0) {
+        const offset = [...pending][Math.floor(random() * pending.size)]!
+        p.finish(BigInt(offset))
+        pending.delete(offset)
+        highestFinished = Math.max(highestFinished, offset)
+      } else if (action < 0.9 && pending.size > 0) {
+        const offset = [...pending][Math.floor(random() * pending.size)]!
+        p.abandon(BigInt(offset))
+        pending.delete(offset)
+        abandoned.push(offset)
+      } else if (abandoned.length > 0) {
+        const offset = abandoned.shift()! // the set-aside record is read again
+        assert.equal(p.admit(BigInt(offset)), 'new')
+        p.accept(BigInt(offset))
+        pending.add(offset)
+      }
+      const lowestOpen = Math.min(...pending, ...abandoned, highestFinished + 1)
+      const committable = p.committable()
+      assert.equal(committable ?? 0n, BigInt(lowestOpen), `round ${round} step ${step}`)
+      assert.equal(p.pendingCount, pending.size)
+    }
+  }
+})
