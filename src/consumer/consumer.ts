@@ -228,6 +228,8 @@ export class ConveyorConsumer {
   #active = 0
   #buffered = 0
   #subscription: Subscription | undefined
+  /** Fetching is paused because the buffer is full (see #isFull). */
+  #streamPaused = false
   #publisher: Publisher | undefined
   #state: ConsumerState = 'new'
   #commitTimer: NodeJS.Timeout | undefined
@@ -373,6 +375,7 @@ export class ConveyorConsumer {
           return
         }
         this.#subscription = subscription
+        this.#streamPaused = false
         return
       } catch (retryError) {
         errorChannel.publish({
@@ -553,7 +556,37 @@ export class ConveyorConsumer {
    */
   #isFull(state: PartitionState): boolean {
     if (state.retrying > 0) return state.buffered >= this.#options.maxBufferedPerPartition
-    return this.#buffered >= this.#options.maxBuffered && state.buffered >= this.#fairShare()
+    if (this.#buffered < this.#options.maxBuffered) return false
+    // Partitions blocked by a retry keep to their own bound and must not stop the others.
+    const flowing = this.#flowingBuffered()
+    if (flowing < this.#options.maxBuffered) return false
+    // Full: stop fetching. The response being delivered still arrives (at most one fetch)
+    // and is kept — no record is set aside and read again, so a busy consumer costs no
+    // re-reads. Only if records kept coming past a second buffer's worth would a partition
+    // over its fair share be set aside as before.
+    this.#pauseStream()
+    return flowing >= 2 * this.#options.maxBuffered && state.buffered >= this.#fairShare()
+  }
+
+  /** Messages held by partitions not blocked by a retry. */
+  #flowingBuffered(): number {
+    let flowing = this.#buffered
+    for (const state of this.#partitions.values()) if (state.retrying > 0) flowing -= state.buffered
+    return flowing
+  }
+
+  #pauseStream(): void {
+    if (this.#streamPaused) return
+    this.#streamPaused = true
+    this.#subscription?.pause()
+  }
+
+  /** Fetching resumes once a quarter of the buffer is free again. */
+  #maybeResumeStream(): void {
+    if (!this.#streamPaused || this.#state !== 'running') return
+    if (this.#flowingBuffered() > (this.#options.maxBuffered * 3) / 4) return
+    this.#streamPaused = false
+    this.#subscription?.resume()
   }
 
   #fairShare(): number {
@@ -668,6 +701,7 @@ export class ConveyorConsumer {
       lane.head = 0
       if (!lane.running) this.#lanes.delete(key)
     }
+    this.#maybeResumeStream()
     this.#checkIdle()
   }
 
@@ -752,6 +786,7 @@ export class ConveyorConsumer {
       this.#lanes.delete(lane.key)
     }
     this.#maybeRewind(lane.partition)
+    this.#maybeResumeStream()
     this.#pump()
     this.#checkIdle()
   }
