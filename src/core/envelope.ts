@@ -95,10 +95,13 @@ export function newEnvelope(input: EnvelopeInput, parent?: Envelope): Envelope {
 /** The `ce_*` headers of an envelope (absent fields are left out). */
 export function envelopeHeaders(envelope: Envelope): Map<string, string> {
   const headers = new Map<string, string>([[EnvelopeHeaders.specVersion, '1.0']])
-  for (const [field, header] of Object.entries(EnvelopeHeaders)) {
-    if (field === 'specVersion') continue
-    const value = envelope[field as keyof Envelope]
+  for (const [field, header] of envelopeFields) {
+    const value = envelope[field]
     if (value !== undefined) headers.set(header, String(value))
   }
   return headers
 }
+
+const envelopeFields = Object.entries(EnvelopeHeaders).filter(([field]) => field !== 'specVersion') as Array<
+  [keyof Envelope, string]
+>

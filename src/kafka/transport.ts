@@ -433,6 +433,14 @@ function toBuffer(value: Buffer | string | null | undefined): Buffer | undefined
 
 function toHeaderMap(headers: OutboundRecord['headers']): Map<string, Buffer> | undefined {
   if (!headers) return undefined
-  const entries = headers instanceof Map ? [...headers.entries()] : Object.entries(headers)
-  return new Map(entries.map(([key, value]) => [key, typeof value === 'string' ? Buffer.from(value) : value]))
+  const map = new Map<string, Buffer>()
+  if (headers instanceof Map) {
+    for (const [key, value] of headers) map.set(key, typeof value === 'string' ? Buffer.from(value) : value)
+  } else {
+    for (const key in headers) {
+      const value = headers[key]!
+      map.set(key, typeof value === 'string' ? Buffer.from(value) : value)
+    }
+  }
+  return map
 }

@@ -66,36 +66,50 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
   async sendMany<K extends keyof Types & string>(
     messages: Array<{ type: K; payload: Types[K] } & SendOptions>
   ): Promise<RecordPosition[]> {
-    const records = await Promise.all(
-      messages.map(async ({ type, payload, key, topic, headers, parent, envelope: fields }) => {
-        const target = topic ?? this.#options.topic
-        if (!target)
-          throw new ConveyorError(
-            ErrorCodes.INVALID_OPTION,
-            `no topic for "${type}": pass { topic } or set the producer's topic`,
-            { path: 'topic' }
-          )
-        if (typeof payload !== 'object' || payload === null) {
-          throw new ConveyorError(ErrorCodes.INVALID_OPTION, `the payload of "${type}" must be an object`, {
-            path: 'payload'
+    // One timestamp for the batch (the messages are handed over together); values are
+    // encoded synchronously where the codec can, and only awaited where it cannot.
+    const time = new Date().toISOString()
+    const records: Array<{
+      topic: string
+      type: string
+      key: string | Buffer | null
+      value: Buffer
+      headers: Map<string, string | Buffer>
+    }> = []
+    let pending: Array<Promise<void>> | undefined
+    for (const { type, payload, key, topic, headers, parent, envelope: fields } of messages) {
+      const target = topic ?? this.#options.topic
+      if (!target)
+        throw new ConveyorError(
+          ErrorCodes.INVALID_OPTION,
+          `no topic for "${type}": pass { topic } or set the producer's topic`,
+          { path: 'topic' }
+        )
+      if (typeof payload !== 'object' || payload === null) {
+        throw new ConveyorError(ErrorCodes.INVALID_OPTION, `the payload of "${type}" must be an object`, {
+          path: 'payload'
+        })
+      }
+      const parentEnvelope =
+        parent && 'envelope' in parent ? parent.envelope : (parent as Envelope | undefined)
+      const envelope = newEnvelope({ source: this.#options.source, time, ...fields, type }, parentEnvelope)
+      const field = this.#options.typeField
+      const value = field && !(field in payload) ? { [field]: type, ...payload } : payload
+      const all: Map<string, string | Buffer> = envelopeHeaders(envelope)
+      if (headers) for (const [name, header] of Object.entries(headers)) all.set(name, header)
+      const encoded = this.#options.codec.encode(value, { topic: target, type })
+      const record = { topic: target, type, key: key ?? null, value: encoded as Buffer, headers: all }
+      records.push(record)
+      if (!Buffer.isBuffer(encoded)) {
+        pending ??= []
+        pending.push(
+          Promise.resolve(encoded).then((bytes) => {
+            record.value = bytes
           })
-        }
-        const parentEnvelope =
-          parent && 'envelope' in parent ? parent.envelope : (parent as Envelope | undefined)
-        const envelope = newEnvelope({ source: this.#options.source, ...fields, type }, parentEnvelope)
-        const field = this.#options.typeField
-        const value = field && !(field in payload) ? { [field]: type, ...payload } : payload
-        const all = new Map<string, string | Buffer>(envelopeHeaders(envelope))
-        for (const [name, header] of Object.entries(headers ?? {})) all.set(name, header)
-        return {
-          topic: target,
-          type,
-          key: key ?? null,
-          value: await this.#options.codec.encode(value, { topic: target, type }),
-          headers: all
-        }
-      })
-    )
+        )
+      }
+    }
+    if (pending) await Promise.all(pending)
     if (!producerSendChannel.hasSubscribers) return this.#publisher.send(records)
     // Instrumentation (tracing) sees each record before it is sent and after it is written.
     const events: ProducerSendEvent[] = records.map((r) => ({

@@ -46,6 +46,8 @@ export class AvroCodec implements Codec {
   readonly #writer: (id: number) => Promise<AvroType>
   readonly #resolvers = new Map<string, unknown>()
   readonly #ids = new Map<string, Promise<number>>()
+  /** Ids already known, by topic and type: the encoding hot path. */
+  readonly #resolved = new Map<string, Map<string, number>>()
   readonly #sources = new Map<string, string>()
 
   constructor(options: AvroCodecOptions) {
@@ -108,22 +110,42 @@ export class AvroCodec implements Codec {
     return reader.fromBuffer(payload, resolver as never)
   }
 
-  async encode(value: unknown, { topic, type }: { topic: string; type: string }): Promise<Buffer> {
+  /**
+   * Validates and encodes a payload. Synchronous once the schema's id is known (the hot
+   * path makes no registry call and allocates no promise); the first payload of a subject
+   * waits for the registration or lookup.
+   */
+  encode(value: unknown, { topic, type }: { topic: string; type: string }): Buffer | Promise<Buffer> {
     const schema = this.#readers.get(type)
     if (!schema)
       throw new ConveyorError(ErrorCodes.INVALID_OPTION, `no Avro schema for type "${type}"`, {
         path: `schemas > ${type}`
       })
-    const problems: string[] = []
-    if (!schema.isValid(value, { errorHook: (path) => problems.push(path.join('.') || '(root)') })) {
-      throw new ConveyorError(
-        ErrorCodes.INVALID_OPTION,
-        `the "${type}" payload does not match its schema at ${problems.join(', ')}`,
-        {
-          path: problems[0] ?? 'payload'
-        }
-      )
+    let payload: Buffer
+    try {
+      payload = schema.toBuffer(value) // avsc's writers check every value as they go
+    } catch (error) {
+      throw this.#invalid(schema, type, value, error)
     }
+    const known = this.#resolved.get(topic)?.get(type)
+    if (known !== undefined) return frame(known, payload)
+    return this.#idFor(topic, type, schema).then((id) => frame(id, payload))
+  }
+
+  /** The error for a payload that does not match its schema, naming the fields. */
+  #invalid(schema: AvroType, type: string, value: unknown, cause: unknown): ConveyorError {
+    const problems: string[] = []
+    schema.isValid(value, { errorHook: (path) => problems.push(path.join('.') || '(root)') })
+    return new ConveyorError(
+      ErrorCodes.INVALID_OPTION,
+      problems.length > 0
+        ? `the "${type}" payload does not match its schema at ${problems.join(', ')}`
+        : `the "${type}" payload cannot be encoded: ${(cause as Error).message}`,
+      { path: problems[0] ?? 'payload', cause }
+    )
+  }
+
+  async #idFor(topic: string, type: string, schema: AvroType): Promise<number> {
     const subject = this.#subject(topic, schema)
     const cacheKey = `${subject}\u0000${type}`
     let id = this.#ids.get(cacheKey)
@@ -135,7 +157,14 @@ export class AvroCodec implements Codec {
       id.catch(() => this.#ids.delete(cacheKey))
       this.#ids.set(cacheKey, id)
     }
-    return frame(await id, schema.toBuffer(value))
+    const resolved = await id
+    let byType = this.#resolved.get(topic)
+    if (!byType) {
+      byType = new Map()
+      this.#resolved.set(topic, byType)
+    }
+    byType.set(type, resolved)
+    return resolved
   }
 
   #subject(topic: string, schema: AvroType): string {

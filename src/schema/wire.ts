@@ -5,10 +5,11 @@ import { DecodeError } from '../codec/json.ts'
  * then the encoded payload.
  */
 export function frame(schemaId: number, payload: Buffer): Buffer {
-  const header = Buffer.allocUnsafe(5)
-  header.writeUInt8(0, 0)
-  header.writeInt32BE(schemaId, 1)
-  return Buffer.concat([header, payload])
+  const framed = Buffer.allocUnsafe(5 + payload.length)
+  framed[0] = 0
+  framed.writeInt32BE(schemaId, 1)
+  payload.copy(framed, 5)
+  return framed
 }
 
 /** Splits a framed value; anything that is not one is a `DecodeError` (`bad_magic_byte`). */

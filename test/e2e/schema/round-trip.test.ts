@@ -53,9 +53,12 @@ test('a payload that does not match its schema is refused before anything is sen
   const { url, client } = await useRegistry(t)
   const registry = new SchemaRegistryClient({ url })
   const avro = new AvroCodec({ registry, schemas: { key: keySchema } })
-  await assert.rejects(avro.encode({ tenant: 'acme', id: 'not a number' }, { topic: 't', type: 'key' }), {
-    path: 'id'
-  })
+  await assert.rejects(
+    async () => avro.encode({ tenant: 'acme', id: 'not a number' }, { topic: 't', type: 'key' }),
+    {
+      path: 'id'
+    }
+  )
   const json = new JsonSchemaCodec({ registry, schemas: { observed: valueSchema } })
   await assert.rejects(
     json.encode({ message_type: 'observed', level: -1 }, { topic: 't', type: 'observed' }),
