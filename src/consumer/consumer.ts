@@ -562,10 +562,12 @@ export class ConveyorConsumer {
     if (flowing < this.#options.maxBuffered) return false
     // Full: stop fetching. The response being delivered still arrives (at most one fetch)
     // and is kept — no record is set aside and read again, so a busy consumer costs no
-    // re-reads. Only if records kept coming past a second buffer's worth would a partition
-    // over its fair share be set aside as before.
+    // re-reads.
     this.#pauseStream()
-    return flowing >= 2 * this.#options.maxBuffered && state.buffered >= this.#fairShare()
+    // A partition far over its fair share (a fetch can bring one partition much more than
+    // the others) has its further records set aside, so that the shared buffer cannot be
+    // held by one partition while the others idle.
+    return state.buffered >= 2 * this.#fairShare()
   }
 
   /** Messages held by partitions not blocked by a retry. */
@@ -581,10 +583,18 @@ export class ConveyorConsumer {
     this.#subscription?.pause()
   }
 
-  /** Fetching resumes once a quarter of the buffer is free again. */
-  #maybeResumeStream(): void {
+  /**
+   * Fetching resumes once a quarter of the buffer is free again — or, below the bound, as
+   * soon as a partition has nothing left to work on, so that it does not idle while the
+   * others drain their share. Either way the bound is overshot by at most one fetch.
+   */
+  #maybeResumeStream(emptied?: PartitionState): void {
     if (!this.#streamPaused || this.#state !== 'running') return
-    if (this.#flowingBuffered() > (this.#options.maxBuffered * 3) / 4) return
+    const flowing = this.#flowingBuffered()
+    const starving =
+      emptied !== undefined && emptied.buffered === 0 && emptied.retrying === 0 && !emptied.revoked
+    if (flowing > (this.#options.maxBuffered * 3) / 4 && !(starving && flowing < this.#options.maxBuffered))
+      return
     this.#streamPaused = false
     this.#subscription?.resume()
   }
@@ -786,7 +796,7 @@ export class ConveyorConsumer {
       this.#lanes.delete(lane.key)
     }
     this.#maybeRewind(lane.partition)
-    this.#maybeResumeStream()
+    this.#maybeResumeStream(lane.partition)
     this.#pump()
     this.#checkIdle()
   }
