@@ -564,10 +564,11 @@ export class ConveyorConsumer {
     // and is kept — no record is set aside and read again, so a busy consumer costs no
     // re-reads.
     this.#pauseStream()
-    // A partition far over its fair share (a fetch can bring one partition much more than
-    // the others) has its further records set aside, so that the shared buffer cannot be
-    // held by one partition while the others idle.
-    return state.buffered >= 2 * this.#fairShare()
+    // In partition order a partition is one lane: one far over its fair share (a fetch can
+    // bring one partition much more than the others) would hold the shared buffer while the
+    // other partitions idle, so its further records are set aside. In key and unordered
+    // order its records spread over many lanes that use every slot: nothing is set aside.
+    return this.#options.ordering === 'partition' && state.buffered >= 2 * this.#fairShare()
   }
 
   /** Messages held by partitions not blocked by a retry. */
