@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Admin } from '@platformatic/kafka'
 import type { Command, CommandIO } from '../../src/cli/command.ts'
-import { ConveyorError, ErrorCodes } from '../../src/core/errors.ts'
+import { serviceCommand } from '../../src/cli/commands/run.ts'
+import { integerOption } from '../../src/cli/options.ts'
 import { LocalKafka } from '../../src/dev/kafka/index.ts'
 import { Channels, type MessageHandledEvent } from '../../src/instrumentation/channels.ts'
 import { clientOptions } from '../../src/kafka/connection.ts'
@@ -34,35 +35,13 @@ Configuration: the file (YAML, JSON, TS), then environment variables (API_URL, U
 BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ERRORS_TOPIC, MAX_RETRIES, S3_URL, … and the
 CONVEYOR_* ones), then flags. See docs/dispatcher.md.`
 
-export const dispatcherCommand: Command = {
+export const dispatcherCommand: Command = serviceCommand({
   name: 'dispatcher',
   summary: 'carry out commands from Kafka as REST API calls (CISO Assistant and others)',
-  async run(argv, io) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        brokers: { type: 'string' },
-        port: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' }
-      }
-    })
-    if (values.help) {
-      io.out(dispatcherUsage)
-      return 0
-    }
-    const loaded = await loadDispatcherConfig({
-      file: values.config,
-      flags: { brokers: values.brokers, port: values.port, 'log-level': values['log-level'] }
-    })
-    const dispatcher = await runDispatcher(loaded)
-    io.err(`conveyor dispatcher on ${dispatcher.url}`)
-    stopOnSignals([{ stop: () => dispatcher.stop() }])
-    await dispatcher.stopped
-    return 0
-  }
-}
+  usage: dispatcherUsage,
+  load: loadDispatcherConfig,
+  start: runDispatcher
+})
 
 const demoUsage = `Usage: conveyor demo [--limit N] [--interval MS] [--port 8080] [--registry-port 8081] [--api-port 8000]
 
@@ -162,15 +141,6 @@ export function seedDemoData(fake: FakeCisoAssistant): void {
   fake.add('evidences', { name: 'Security policy' })
 }
 
-function integer(value: string, flag: string): number {
-  const parsed = Number(value)
-  if (!Number.isInteger(parsed) || parsed < 0)
-    throw new ConveyorError(ErrorCodes.INVALID_OPTION, `${flag} must be an integer ≥ 0, got "${value}"`, {
-      path: flag
-    })
-  return parsed
-}
-
 async function ensureTopics(brokers: string[], topics: string[]): Promise<void> {
   const admin = new Admin(clientOptions({ brokers, clientId: 'conveyor-demo' }))
   try {
@@ -203,11 +173,11 @@ export const demoCommand: Command = {
     }
     return runDemo(
       {
-        limit: values.limit === undefined ? undefined : integer(values.limit, '--limit'),
-        interval: integer(values.interval, '--interval'),
-        port: integer(values.port, '--port'),
-        registryPort: integer(values['registry-port'], '--registry-port'),
-        apiPort: integer(values['api-port'], '--api-port')
+        limit: values.limit === undefined ? undefined : integerOption(values.limit, '--limit', { min: 0 }),
+        interval: integerOption(values.interval, '--interval', { min: 0 }),
+        port: integerOption(values.port, '--port', { min: 0 }),
+        registryPort: integerOption(values['registry-port'], '--registry-port', { min: 0 }),
+        apiPort: integerOption(values['api-port'], '--api-port', { min: 0 })
       },
       io
     )

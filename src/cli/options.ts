@@ -1,3 +1,4 @@
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { KafkaConnection } from '../kafka/connection.ts'
 import { splitList } from '../util/list.ts'
 
@@ -13,4 +14,16 @@ export function connectionFor(brokers: string, command: string): KafkaConnection
     brokers: splitList(brokers),
     clientId: `conveyor-${command}`
   }
+}
+
+/** An integer flag value; anything else (or one below `min`) is an error naming the flag. */
+export function integerOption(value: string, flag: string, { min }: { min?: number } = {}): number {
+  const number = Number(value)
+  if (!Number.isInteger(number) || (min !== undefined && number < min)) {
+    const what = min === undefined ? 'an integer' : `an integer ≥ ${min}`
+    throw new ConveyorError(ErrorCodes.INVALID_OPTION, `${flag} must be ${what}, got "${value}"`, {
+      path: flag
+    })
+  }
+  return number
 }

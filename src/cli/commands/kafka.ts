@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import { ConveyorError, ErrorCodes } from '../../core/errors.ts'
 import { type ClusterInfo, LocalKafka } from '../../dev/kafka/index.ts'
 import type { Command } from '../command.ts'
+import { integerOption } from '../options.ts'
 
 const usage = `Usage: conveyor kafka <up|down|status|stop|start> [options]
 
@@ -48,8 +49,8 @@ export const kafkaCommand: Command = {
     }
     const kafka = new LocalKafka({
       name: values.name,
-      brokers: values.brokers === undefined ? undefined : integer(values.brokers, '--brokers'),
-      port: values.port === undefined ? undefined : integer(values.port, '--port'),
+      brokers: values.brokers === undefined ? undefined : integerOption(values.brokers, '--brokers'),
+      port: values.port === undefined ? undefined : integerOption(values.port, '--port'),
       sasl: values.sasl,
       version: values.version,
       log: (line) => io.err(line)
@@ -104,19 +105,9 @@ function describe(info: ClusterInfo): string {
   return lines.join('\n')
 }
 
-function integer(value: string, flag: string): number {
-  const number = Number(value)
-  if (!Number.isInteger(number)) {
-    throw new ConveyorError(ErrorCodes.INVALID_OPTION, `${flag} must be an integer, got "${value}"`, {
-      path: flag
-    })
-  }
-  return number
-}
-
 function requireBroker(value: string | undefined): number {
   if (value === undefined) {
     throw new ConveyorError(ErrorCodes.INVALID_OPTION, '--broker ID is required', { path: '--broker' })
   }
-  return integer(value, '--broker')
+  return integerOption(value, '--broker')
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../../service/config.ts'
-import { runService } from '../../service/run.ts'
+import { type RunningService, runService } from '../../service/run.ts'
 import { stopOnSignals } from '../../service/signals.ts'
 import type { Command } from '../command.ts'
 
@@ -12,32 +12,59 @@ drains and exits 0, a second signal exits at once. Environment variables (CONVEY
 CONVEYOR_KAFKA_SASL_PASSWORD, CONVEYOR_HTTP_PORT, CONVEYOR_LOG_LEVEL, …) override the file; flags
 override both. See docs/service.md.`
 
-export const runCommand: Command = {
-  name: 'run',
-  summary: 'run the configured consumers as a service',
-  async run(argv, io) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        brokers: { type: 'string' },
-        port: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' }
+/**
+ * A command that runs a service until SIGTERM/SIGINT: `-c <config>` and the flags every
+ * service takes (`--brokers`, `--port`, `--log-level`); `load` reads the configuration,
+ * `start` runs it. Used by `run` and by applications such as `dispatcher`.
+ */
+export function serviceCommand<Config>({
+  name,
+  summary,
+  usage,
+  load,
+  start
+}: {
+  name: string
+  summary: string
+  usage: string
+  load(options: { file: string | undefined; flags: Record<string, string | undefined> }): Promise<Config>
+  start(config: Config): Promise<RunningService>
+}): Command {
+  return {
+    name,
+    summary,
+    async run(argv, io) {
+      const { values } = parseArgs({
+        args: argv,
+        options: {
+          config: { type: 'string', short: 'c' },
+          brokers: { type: 'string' },
+          port: { type: 'string' },
+          'log-level': { type: 'string' },
+          help: { type: 'boolean', short: 'h' }
+        }
+      })
+      if (values.help) {
+        io.out(usage)
+        return 0
       }
-    })
-    if (values.help) {
-      io.out(usage)
+      const config = await load({
+        file: values.config,
+        flags: { brokers: values.brokers, port: values.port, 'log-level': values['log-level'] }
+      })
+      const service = await start(config)
+      io.err(`conveyor ${name === 'run' ? 'service' : name} on ${service.url}`)
+      stopOnSignals([{ stop: () => service.stop() }])
+      await service.stopped
       return 0
     }
-    const loaded = await loadConfig({
-      file: values.config,
-      flags: { brokers: values.brokers, port: values.port, 'log-level': values['log-level'] }
-    })
-    const service = await runService(loaded)
-    io.err(`conveyor service on ${service.url}`)
-    stopOnSignals([{ stop: () => service.stop() }])
-    await service.stopped
-    return 0
   }
 }
+
+export const runCommand: Command = serviceCommand({
+  name: 'run',
+  summary: 'run the configured consumers as a service',
+  usage,
+  load: loadConfig,
+  start: (loaded) => runService(loaded)
+})
