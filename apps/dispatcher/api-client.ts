@@ -16,6 +16,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { ConveyorError, ErrorCodes } from '../../src/core/errors.ts'
+import { backoff } from '../../src/retry/policy.ts'
 
 export interface Backoff {
   initialDelay: number
@@ -415,12 +416,9 @@ export class ApiClient {
   }
 }
 
-function delay(backoff: Backoff, attempt: number): number {
-  const capped = Math.min(
-    backoff.maxDelay,
-    backoff.initialDelay * backoff.multiplier ** Math.max(0, attempt - 1)
-  )
-  return Math.round(capped / 2 + (Math.random() * capped) / 2)
+/** The project's backoff (exponential, capped, with jitter) for a retry or probe schedule. */
+function delay(schedule: Backoff, attempt: number): number {
+  return backoff({ kind: 'forever', ...schedule, jitter: true }, attempt)
 }
 
 /** `Retry-After` in ms (seconds or an HTTP date), at most one minute. */

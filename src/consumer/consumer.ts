@@ -839,17 +839,17 @@ export class ConveyorConsumer {
     const route = type === undefined ? undefined : this.#routes.get(type)
     if (!route) return this.#handleAsync(record, state, value)
     if (state.revoked || this.#stopping.signal.aborted) return 'abandoned'
-    const message = deliveredMessage(record, route.type, value, 1)
+    const message = new DeliveredMessage(record, route.type, value, 1)
     let result: unknown
     try {
       result = route.handler(message, this.#contextFor(state, message))
     } catch (error) {
-      return this.#retry(record, state, route, message, error, started)
+      return this.#attempts(record, state, route, message, started, { error, attempt: 1 })
     }
     if (isThenable(result)) {
       return Promise.resolve(result).then(
         () => this.#handled(record, message, 'processed', 1, started),
-        (error: unknown) => this.#retry(record, state, route, message, error, started)
+        (error: unknown) => this.#attempts(record, state, route, message, started, { error, attempt: 1 })
       )
     }
     return this.#handled(record, message, 'processed', 1, started)
@@ -890,18 +890,6 @@ export class ConveyorConsumer {
     return outcome
   }
 
-  /** After a failed first attempt on the fast path: the general path's retry loop from attempt 1. */
-  async #retry(
-    record: InboundRecord,
-    state: PartitionState,
-    route: CompiledRoute,
-    message: DeliveredMessage,
-    error: unknown,
-    started: number
-  ): Promise<Outcome> {
-    return this.#attempts(record, state, route, message, started, { error, attempt: 1 })
-  }
-
   async #handleAsync(record: InboundRecord, state: PartitionState, decoded?: unknown): Promise<Outcome> {
     const started = performance.now()
     const signal = state.waits
@@ -921,7 +909,7 @@ export class ConveyorConsumer {
             : `no route handles type "${type}"`
         throw new ConveyorError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `the message cannot be routed: ${what}`)
       }
-      message = deliveredMessage(record, route.type, value, 1)
+      message = new DeliveredMessage(record, route.type, value, 1)
     } catch (error) {
       // Decoding and routing failures: repeating cannot help.
       const outcome = await this.#deadLetter(record, state, {
@@ -1159,15 +1147,6 @@ class DeliveredMessage implements Message {
     next.#envelope = this.#envelope
     return next
   }
-}
-
-function deliveredMessage(
-  record: InboundRecord,
-  type: string,
-  value: unknown,
-  attempt: number
-): DeliveredMessage {
-  return new DeliveredMessage(record, type, value, attempt)
 }
 
 /** Sleeps `ms`; resolves false instead if `signal` aborts first. */
