@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { Admin, Consumer, ProduceAcks, Producer } from '@platformatic/kafka'
+import { Admin, Consumer, ProduceAcks, Producer, stringDeserializer } from '@platformatic/kafka'
 import { defaultHome, LocalKafka, resolveJars } from '../src/dev/kafka/index.ts'
 import { clientOptions, type KafkaConnection } from '../src/kafka/connection.ts'
 
@@ -145,4 +145,24 @@ export function runKafkaTool(mainClass: string, args: string[]): Promise<string>
       code === 0 ? resolve(out) : reject(new Error(`${mainClass} exited ${code}:\n${err.slice(-2000)}`))
     )
   })
+}
+
+/**
+ * The bare `@platformatic/kafka` consumer the baselines use, with the fetch settings of
+ * Conveyor's Kafka transport (so both read the same way), reading its stream from the
+ * committed offset or the earliest. Resolves with the consumer and its stream.
+ */
+export async function bareConsumerStream(connection: KafkaConnection, groupId: string, topic: string) {
+  const consumer = new Consumer({
+    ...clientOptions(connection),
+    groupId,
+    autocommit: false,
+    deserializers: { headerKey: stringDeserializer },
+    maxWaitTime: 500,
+    maxBytes: 1024 * 1024,
+    maxBytesPerPartition: 256 * 1024,
+    highWaterMark: 1024
+  })
+  const stream = await consumer.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest' })
+  return { consumer, stream }
 }

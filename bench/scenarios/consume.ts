@@ -9,13 +9,13 @@
  * order, and (for the Node consumers) the committed offsets equal the partitions' ends.
  */
 import { randomBytes } from 'node:crypto'
-import { Consumer, stringDeserializer } from '@platformatic/kafka'
+import { Consumer } from '@platformatic/kafka'
 import { Kafka, logLevel } from 'kafkajs'
 import { createConsumer } from '../../src/consumer/consumer.ts'
 import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.ts'
 import { KafkaTransport } from '../../src/kafka/transport.ts'
 import type { Measurement, Scenario } from '../harness.ts'
-import { createTopic, deleteTopic, produceBacklog, runKafkaTool } from '../lib.ts'
+import { bareConsumerStream, createTopic, deleteTopic, produceBacklog, runKafkaTool } from '../lib.ts'
 
 interface Prepared {
   topic: string
@@ -25,7 +25,7 @@ interface Prepared {
 
 const partitions = 6
 const commitInterval = 1_000
-/** Fetch settings shared by the Node consumers (Conveyor's defaults). */
+/** Fetch settings of the Node consumers (Conveyor's defaults; `bareConsumerStream` uses the same). */
 const fetch = { maxWaitTime: 500, maxBytes: 1024 * 1024, maxBytesPerPartition: 256 * 1024 }
 
 /** Counts deliveries, checks offset order per partition, and times first → last. */
@@ -134,15 +134,7 @@ async function conveyor({ topic, count }: Prepared, connection: KafkaConnection)
 async function platformatic({ topic, count }: Prepared, connection: KafkaConnection): Promise<Measurement> {
   const tally = new Tally(count)
   const groupId = `bench-platformatic-${randomBytes(4).toString('hex')}`
-  const consumer = new Consumer({
-    ...clientOptions(connection),
-    groupId,
-    autocommit: false,
-    deserializers: { headerKey: stringDeserializer },
-    ...fetch,
-    highWaterMark: 1024
-  })
-  const stream = await consumer.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest' })
+  const { consumer, stream } = await bareConsumerStream(connection, groupId, topic)
   let committed = new Map<number, bigint>()
   const commit = async () => {
     const offsets = [...tally.next]

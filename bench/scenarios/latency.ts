@@ -8,12 +8,11 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { Consumer, stringDeserializer } from '@platformatic/kafka'
 import { createConsumer } from '../../src/consumer/consumer.ts'
-import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.ts'
+import type { KafkaConnection } from '../../src/kafka/connection.ts'
 import { KafkaTransport } from '../../src/kafka/transport.ts'
 import type { Measurement, Scenario } from '../harness.ts'
-import { createTopic, deleteTopic, quantile } from '../lib.ts'
+import { bareConsumerStream, createTopic, deleteTopic, quantile } from '../lib.ts'
 
 interface Prepared {
   rate: number
@@ -132,17 +131,7 @@ export const scenario: Scenario<Prepared> = {
       })
     }
     return run(connection, prepared, async (topic, see) => {
-      const consumer = new Consumer({
-        ...clientOptions(connection),
-        groupId,
-        autocommit: false,
-        deserializers: { headerKey: stringDeserializer },
-        maxWaitTime: 500,
-        maxBytes: 1024 * 1024,
-        maxBytesPerPartition: 256 * 1024,
-        highWaterMark: 1024
-      })
-      const stream = await consumer.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest' })
+      const { consumer, stream } = await bareConsumerStream(connection, groupId, topic)
       stream.on('data', (message) => {
         const { seq, sentAt } = JSON.parse(message.value.toString('utf8')) as { seq: number; sentAt: number }
         see(seq, sentAt)
