@@ -41,6 +41,7 @@ import {
   type TopicPartition,
   type Transport
 } from '../transport/types.ts'
+import { wait } from '../util/wait.ts'
 
 export type Ordering = 'partition' | 'key' | 'unordered'
 
@@ -1146,16 +1147,6 @@ class DeliveredMessage implements Message {
     next.#keyString = this.#keyString
     next.#envelope = this.#envelope
     return next
-  }
-}
-
-/** Sleeps `ms`; resolves false instead if `signal` aborts first. */
-async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
-  try {
-    await sleep(ms, undefined, { signal })
-    return true
-  } catch {
-    return false
   }
 }
 

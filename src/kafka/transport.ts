@@ -1,17 +1,11 @@
 import {
   Admin,
   type CompressionAlgorithmValue,
-  Consumer,
   compatibilityPartitioner,
-  type GroupAssignment,
-  type Message as KafkaMessage,
-  type MessagesStream,
   ProduceAcks,
-  Producer,
-  stringDeserializer
+  Producer
 } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
-import { fetchChannel } from '../instrumentation/channels.ts'
 import {
   type OutboundRecord,
   type Publisher,
@@ -20,10 +14,10 @@ import {
   type SubscribeOptions,
   type Subscription,
   type SubscriptionListener,
-  type TopicPartition,
   type Transport
 } from '../transport/types.ts'
 import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
+import { KafkaSubscription } from './subscription.ts'
 
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
 
@@ -31,8 +25,6 @@ export interface KafkaTransportOptions {
   connection: KafkaConnection
   /** Compression of produced batches (DLQ records, handler output). */
   compression?: Compression
-  /** Upper bound on records fetched but not yet delivered, per subscription. */
-  highWaterMark?: number
   /**
    * Most bytes one fetch returns (all partitions). A consumer at its `maxBuffered` bound
    * still takes the response being delivered, so this bounds the overshoot. Default 1 MiB.
@@ -43,10 +35,6 @@ export interface KafkaTransportOptions {
   /** Longest a fetch waits for new data on an idle topic, ms. */
   maxWaitTime?: number
 }
-
-type RawConsumer = Consumer<Buffer, Buffer, string, Buffer>
-type RawStream = MessagesStream<Buffer, Buffer, string, Buffer>
-type RawMessage = KafkaMessage<Buffer, Buffer, string, Buffer>
 
 /** Conveyor's transport over `@platformatic/kafka`. */
 export class KafkaTransport implements Transport {
@@ -119,224 +107,6 @@ export class KafkaTransport implements Transport {
   async close(): Promise<void> {
     await Promise.all([...this.#publishers].map((p) => p.close()))
     await this.#admin?.close()
-  }
-}
-
-/** Where a suppressed partition must start again, and how the resync is going. */
-interface Resync {
-  offset: bigint
-  since: number
-}
-
-/**
- * One consumer-group membership delivering records to a listener.
- *
- * `seek` is how the runtime pauses a single partition: `@platformatic/kafka` fetches all
- * assigned partitions together and has no per-partition pause, so the runtime drops the
- * records of a partition it cannot take now and later asks for them again from the first
- * dropped offset. The new fetch position is written into the stream's own
- * `offsetsToFetch` map; records of the partition that were already on their way (an
- * in-flight fetch, the stream buffer) are suppressed until the record at the seek offset
- * comes back, and any stale record after it sets the position back again.
- */
-class KafkaSubscription implements Subscription {
-  readonly #transport: KafkaTransportOptions
-  readonly #options: SubscribeOptions
-  readonly #listener: SubscriptionListener
-  readonly #consumer: RawConsumer
-  #stream: RawStream | undefined
-  readonly #resyncs = new Map<string, Resync>()
-  /** Parked partitions → the end offset their fetch position is held at (undefined while looking it up). */
-  readonly #parked = new Map<string, bigint | undefined>()
-  #closed = false
-  #pauseRequested = false
-
-  constructor(transport: KafkaTransportOptions, options: SubscribeOptions, listener: SubscriptionListener) {
-    this.#transport = transport
-    this.#options = options
-    this.#listener = listener
-    const group =
-      options.groupProtocol === 'consumer'
-        ? { groupProtocol: 'consumer' as const }
-        : {
-            sessionTimeout: options.sessionTimeout ?? 30_000,
-            heartbeatInterval: options.heartbeatInterval ?? 3_000,
-            rebalanceTimeout: options.rebalanceTimeout ?? 60_000
-          }
-    this.#consumer = new Consumer({
-      ...clientOptions(transport.connection),
-      ...group,
-      groupId: options.groupId,
-      ...(options.groupInstanceId ? { groupInstanceId: options.groupInstanceId } : {}),
-      deserializers: { headerKey: stringDeserializer },
-      autocommit: false,
-      maxWaitTime: transport.maxWaitTime ?? 500,
-      maxBytes: transport.fetchMaxBytes ?? 1024 * 1024,
-      maxBytesPerPartition: transport.fetchMaxBytesPerPartition ?? 256 * 1024,
-      highWaterMark: transport.highWaterMark ?? 1024
-    }) as RawConsumer
-  }
-
-  async start(): Promise<void> {
-    this.#consumer.on('consumer:group:join', ({ assignments }) => this.#assigned(assignments ?? []))
-    try {
-      this.#stream = await this.#consumer.consume({
-        topics: this.#options.topics,
-        mode: 'committed',
-        fallbackMode: this.#options.fromBeginning ? 'earliest' : 'latest'
-      })
-    } catch (error) {
-      await this.#consumer.close(true).catch(() => {})
-      throw translateKafkaError(error, this.#transport.connection)
-    }
-    this.#assigned(this.#consumer.assignments ?? [])
-    this.#stream.on('data', (message: RawMessage) => this.#deliver(message))
-    this.#stream.on('fetch', () => {
-      this.#rotate()
-      if (fetchChannel.hasSubscribers) fetchChannel.publish({ groupId: this.#options.groupId })
-    })
-    this.#stream.on('error', (error: Error) => {
-      if (!this.#closed)
-        this.#listener.failed(translateKafkaError(error, this.#transport.connection) as Error)
-    })
-  }
-
-  /**
-   * Fairness across partitions. The stream asks for partitions in assignment order and the
-   * broker fills a response (up to `fetchMaxBytes`) in request order, so with a backlog the
-   * first partitions would take every response and the last ones starve. Rotating the order
-   * after each fetch gives every partition its turn at the front. Only the order changes:
-   * the set of assigned partitions, which the group protocol relies on, stays the same.
-   */
-  #rotate(): void {
-    for (const assignment of this.#consumer.assignments ?? []) {
-      const { partitions } = assignment
-      if (partitions.length > 1) partitions.push(partitions.shift()!)
-    }
-  }
-
-  #assigned(assignments: GroupAssignment[]): void {
-    const partitions: TopicPartition[] = []
-    for (const { topic, partitions: numbers } of assignments) {
-      for (const partition of numbers) partitions.push({ topic, partition })
-    }
-    // Seek and park states belong to the runtime's view of a partition it owns; a partition
-    // that left (and may come back later) starts clean.
-    const owned = new Set(partitions.map((p) => partitionKey(p.topic, p.partition)))
-    for (const key of [...this.#resyncs.keys()]) if (!owned.has(key)) this.#resyncs.delete(key)
-    for (const key of [...this.#parked.keys()]) if (!owned.has(key)) this.#parked.delete(key)
-    this.#listener.assigned(partitions)
-  }
-
-  #deliver(message: RawMessage): void {
-    if (this.#parked.size > 0 || this.#resyncs.size > 0) {
-      if (!this.#admit(message)) return
-    }
-    this.#listener.record({
-      topic: message.topic,
-      partition: message.partition,
-      offset: message.offset,
-      key: message.key ?? null,
-      value: message.value ?? null,
-      headers: message.headers,
-      timestamp: Number(message.timestamp)
-    })
-  }
-
-  /** Whether a record of a parked or re-sought partition is to be delivered. */
-  #admit(message: RawMessage): boolean {
-    const key = partitionKey(message.topic, message.partition)
-    if (this.#parked.has(key)) {
-      const end = this.#parked.get(key)
-      if (end !== undefined && message.offset < end) {
-        // Still reading the backlog of a parked partition: jump back to its end.
-        this.#stream?.offsetsToFetch.set(key, end)
-        return false
-      }
-    }
-    const resync = this.#resyncs.get(key)
-    if (resync) {
-      if (message.offset < resync.offset) return false // a re-read below the seek point
-      if (message.offset > resync.offset && Date.now() - resync.since < 30_000) {
-        // Stale: fetched before the seek took effect. Point the fetch back again.
-        this.#stream?.offsetsToFetch.set(key, resync.offset)
-        return false
-      }
-      // The record at the seek offset (or, after 30 s without it, the first after it:
-      // it was deleted by retention or compaction meanwhile).
-      this.#resyncs.delete(key)
-    }
-    return true
-  }
-
-  seek({ topic, partition }: TopicPartition, offset: bigint): void {
-    const key = partitionKey(topic, partition)
-    this.#parked.delete(key)
-    this.#resyncs.set(key, { offset, since: Date.now() })
-    this.#stream?.offsetsToFetch.set(key, offset)
-  }
-
-  /**
-   * Moves the partition's fetch position to the end of its log, so a paused partition
-   * costs long polls instead of reads of its backlog. The next `seek` brings it back.
-   */
-  park({ topic, partition }: TopicPartition): void {
-    const key = partitionKey(topic, partition)
-    if (this.#parked.has(key)) return
-    this.#parked.set(key, undefined)
-    this.#consumer.listOffsets({ topics: [topic] }).then(
-      (offsets) => {
-        const end = offsets.get(topic)?.[partition]
-        if (end === undefined || !this.#parked.has(key) || this.#parked.get(key) !== undefined) return
-        this.#parked.set(key, end)
-        this.#stream?.offsetsToFetch.set(key, end)
-      },
-      () => {} // Parking only saves reads; without it the records are dropped as they come.
-    )
-  }
-
-  /**
-   * Stops fetching once the response being delivered is through. The pause is deferred to
-   * the next tick: records of one response are delivered synchronously, partition after
-   * partition, so pausing at once would hold back the later partitions of that response
-   * and hand the whole budget to the first one.
-   */
-  pause(): void {
-    this.#pauseRequested = true
-    process.nextTick(() => {
-      if (this.#pauseRequested) this.#stream?.pause()
-    })
-  }
-
-  resume(): void {
-    this.#pauseRequested = false
-    // Records buffered while paused arrive now: restart the resync clocks.
-    const now = Date.now()
-    for (const resync of this.#resyncs.values()) resync.since = now
-    this.#stream?.resume()
-  }
-
-  async commit(offsets: RecordPosition[]): Promise<void> {
-    if (offsets.length === 0) return
-    try {
-      await this.#consumer.commit({
-        offsets: offsets.map(({ topic, partition, offset }) => ({
-          topic,
-          partition,
-          offset,
-          leaderEpoch: -1
-        }))
-      })
-    } catch (error) {
-      throw translateKafkaError(error, this.#transport.connection)
-    }
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    await this.#stream?.close().catch(() => {})
-    await this.#consumer.close(true).catch(() => {})
   }
 }
 

@@ -44,3 +44,13 @@ export async function waitFor<T>(
     await sleep(interval, undefined, signal ? { signal } : undefined)
   }
 }
+
+/** Sleeps `ms`; resolves false instead if `signal` aborts first. */
+export async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal })
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,499 @@
+import {
+  Consumer,
+  type GroupAssignment,
+  ListOffsetTimestamps,
+  type MessagesStream,
+  stringDeserializer
+} from '@platformatic/kafka'
+import { fetchChannel } from '../instrumentation/channels.ts'
+import {
+  partitionKey,
+  type RecordPosition,
+  type SubscribeOptions,
+  type Subscription,
+  type SubscriptionListener,
+  type TopicPartition
+} from '../transport/types.ts'
+import { wait } from '../util/wait.ts'
+import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
+
+export interface FetchSettings {
+  connection: KafkaConnection
+  /** Most bytes one fetch returns (all partitions). */
+  fetchMaxBytes?: number
+  /** Most bytes one fetch returns per partition. */
+  fetchMaxBytesPerPartition?: number
+  /** Longest a fetch waits for new data on an idle topic, ms. */
+  maxWaitTime?: number
+}
+
+type RawConsumer = Consumer<Buffer, Buffer, string, Buffer>
+type FetchResponse = Awaited<ReturnType<RawConsumer['fetch']>>
+type ClusterMetadata = Awaited<ReturnType<RawConsumer['metadata']>>
+
+/** Kafka's marker for a control batch (transaction commit and abort markers). */
+const IS_CONTROL = 1 << 5
+
+/** What the subscription knows of one partition it owns. */
+interface Position {
+  readonly tp: TopicPartition
+  /** The next offset to fetch; `undefined` while the starting offset is being looked up. */
+  offset: bigint | undefined
+  /** Not fetched until the next `seek`. */
+  parked: boolean
+  /**
+   * Bumped by every `seek`, and when the partition is let go: a fetch answered after the
+   * bump is about an old position, and its records are not delivered.
+   */
+  generation: number
+}
+
+/** What one fetch asked for, per partition: where it read from, at which generation. */
+type Requested = Map<string, { position: Position; offset: bigint; generation: number }>
+
+const lookupRetry = { attempts: 5, delay: 500 }
+
+/**
+ * One consumer-group membership delivering records to a listener, with its own fetch loop.
+ *
+ * The group itself (join, heartbeats, rebalances, both group protocols) is
+ * `@platformatic/kafka`'s: `consume()` joins it and returns a messages stream, which is
+ * kept only to hold the membership and never read. Records come from `consumer.fetch()`
+ * instead, one fetch in flight per broker, for the partitions this member owns, from
+ * positions this class keeps. That is what makes a per-partition pause exact: a parked
+ * partition is simply left out of the next fetch, and a `seek` changes the position and
+ * discards whatever an older fetch brings back for it. It also skips the stream's
+ * per-record work (a copied record, a diagnostic context, a bound commit function and a
+ * Readable push), which is most of the client's cost per message.
+ *
+ * Offsets: a partition this member is given starts at the group's committed offset, or
+ * where `fromBeginning` says when there is none; a partition it keeps across a rebalance
+ * keeps its position. A position that fell out of the log (retention) starts again the
+ * same way as a partition without a commit.
+ */
+export class KafkaSubscription implements Subscription {
+  readonly #settings: FetchSettings
+  readonly #options: SubscribeOptions
+  readonly #listener: SubscriptionListener
+  readonly #consumer: RawConsumer
+  #stream: MessagesStream<Buffer, Buffer, string, Buffer> | undefined
+  readonly #positions = new Map<string, Position>()
+  /** The assignment last handed to the listener (the consumer replaces the array when it changes). */
+  #assignment: GroupAssignment[] | null = null
+  /** Brokers with a fetch in flight. */
+  readonly #inflight = new Set<number>()
+  /** Partitions in the order they are asked for; rotated after each fetch, for fairness. */
+  #order: Position[] = []
+  #paused = false
+  #pauseRequested = false
+  #closed = false
+  #scheduled = false
+  readonly #stopped = new AbortController()
+
+  constructor(settings: FetchSettings, options: SubscribeOptions, listener: SubscriptionListener) {
+    this.#settings = settings
+    this.#options = options
+    this.#listener = listener
+    const group =
+      options.groupProtocol === 'consumer'
+        ? { groupProtocol: 'consumer' as const }
+        : {
+            sessionTimeout: options.sessionTimeout ?? 30_000,
+            heartbeatInterval: options.heartbeatInterval ?? 3_000,
+            rebalanceTimeout: options.rebalanceTimeout ?? 60_000
+          }
+    this.#consumer = new Consumer({
+      ...clientOptions(settings.connection),
+      ...group,
+      groupId: options.groupId,
+      ...(options.groupInstanceId ? { groupInstanceId: options.groupInstanceId } : {}),
+      deserializers: { headerKey: stringDeserializer },
+      autocommit: false,
+      maxWaitTime: settings.maxWaitTime ?? 500,
+      maxBytes: settings.fetchMaxBytes ?? 1024 * 1024,
+      maxBytesPerPartition: settings.fetchMaxBytesPerPartition ?? 256 * 1024
+    }) as RawConsumer
+  }
+
+  async start(): Promise<void> {
+    // Classic rebalances announce themselves; KIP-848 ones only change `assignments`,
+    // which the fetch loop also checks before every round.
+    this.#consumer.on('consumer:group:join', () => process.nextTick(() => this.#syncAssignment()))
+    try {
+      this.#stream = await this.#consumer.consume({
+        topics: this.#options.topics,
+        mode: 'committed',
+        fallbackMode: this.#options.fromBeginning ? 'earliest' : 'latest'
+      })
+    } catch (error) {
+      await this.#consumer.close(true).catch(() => {})
+      throw translateKafkaError(error, this.#settings.connection)
+    }
+    this.#holdStream(this.#stream)
+    this.#syncAssignment()
+  }
+
+  /**
+   * Keeps the membership stream from ever reading: paused, and deaf to the `resume()`
+   * the client calls on its streams after a KIP-848 revocation (with no reader, a flowing
+   * stream would fetch and drop records forever). `close` gives it back its `resume`.
+   */
+  #holdStream(stream: MessagesStream<Buffer, Buffer, string, Buffer>): void {
+    stream.pause()
+    Object.defineProperty(stream, 'resume', { value: () => stream, configurable: true, writable: true })
+    stream.on('error', (error: Error) => this.#fail(error))
+  }
+
+  /** Hands the listener the consumer's current assignment, if it changed, and starts new partitions. */
+  #syncAssignment(): void {
+    if (this.#closed) return
+    const assignments = this.#consumer.assignments
+    if (assignments === null || assignments === this.#assignment) return
+    this.#assignment = assignments
+    const owned = new Set<string>()
+    const fresh: Position[] = []
+    for (const { topic, partitions } of assignments) {
+      for (const partition of partitions) {
+        const key = partitionKey(topic, partition)
+        owned.add(key)
+        if (this.#positions.has(key)) continue
+        const position: Position = {
+          tp: { topic, partition },
+          offset: undefined,
+          parked: false,
+          generation: 0
+        }
+        this.#positions.set(key, position)
+        fresh.push(position)
+      }
+    }
+    for (const [key, position] of this.#positions) {
+      if (owned.has(key)) continue
+      position.generation++ // an answer in flight for it is no longer ours to deliver
+      this.#positions.delete(key)
+    }
+    this.#order = [...this.#positions.values()]
+    this.#listener.assigned(this.#order.map((p) => p.tp))
+    if (fresh.length > 0) void this.#lookUpStarts(fresh)
+    this.#schedule()
+  }
+
+  /** Where new partitions start: the group's committed offset, else the log's start or end. */
+  async #lookUpStarts(positions: Position[]): Promise<void> {
+    const generations = positions.map((p) => p.generation)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const committed = await this.#consumer.listCommittedOffsets({ topics: byTopic(positions) })
+        const missing = positions.filter((p) => (committed.get(p.tp.topic)?.[p.tp.partition] ?? -1n) < 0n)
+        const fallback = missing.length > 0 ? await this.#logBounds(missing) : new Map<string, bigint>()
+        positions.forEach((position, i) => {
+          if (position.generation !== generations[i] || position.offset !== undefined) return
+          const key = partitionKey(position.tp.topic, position.tp.partition)
+          const offset = committed.get(position.tp.topic)?.[position.tp.partition] ?? -1n
+          position.offset = offset >= 0n ? offset : fallback.get(key)
+        })
+        this.#schedule()
+        return
+      } catch (error) {
+        if (this.#closed) return
+        if (attempt >= lookupRetry.attempts) {
+          this.#fail(error as Error)
+          return
+        }
+        if (!(await wait(lookupRetry.delay * attempt, this.#stopped.signal))) return
+      }
+    }
+  }
+
+  /** The log start (or end, without `fromBeginning`) of each partition. */
+  async #logBounds(positions: Position[]): Promise<Map<string, bigint>> {
+    const topics = byTopic(positions)
+    const offsets = await this.#consumer.listOffsets({
+      topics: topics.map((t) => t.topic),
+      partitions: Object.fromEntries(topics.map((t) => [t.topic, t.partitions])),
+      timestamp: this.#options.fromBeginning ? ListOffsetTimestamps.EARLIEST : ListOffsetTimestamps.LATEST
+    })
+    const bounds = new Map<string, bigint>()
+    for (const { tp } of positions) {
+      const offset = offsets.get(tp.topic)?.[tp.partition]
+      if (offset !== undefined && offset >= 0n) bounds.set(partitionKey(tp.topic, tp.partition), offset)
+    }
+    return bounds
+  }
+
+  /** Runs a fetch round soon (once per tick, however many reasons there are). */
+  #schedule(): void {
+    if (this.#scheduled || this.#closed) return
+    this.#scheduled = true
+    process.nextTick(() => {
+      this.#scheduled = false
+      void this.#fetchRound()
+    })
+  }
+
+  /** Sends one fetch to each broker that leads a fetchable partition and has none in flight. */
+  async #fetchRound(): Promise<void> {
+    if (this.#closed || this.#paused) return
+    this.#syncAssignment()
+    const wanted = this.#order.filter((p) => p.offset !== undefined && !p.parked)
+    if (wanted.length === 0) return
+    let metadata: ClusterMetadata
+    try {
+      metadata = await this.#consumer.metadata({ topics: this.#options.topics })
+    } catch (error) {
+      this.#fail(error as Error)
+      return
+    }
+    if (this.#closed || this.#paused) return
+    const byNode = new Map<number, { requested: Requested; topics: Map<string, FetchTopic> }>()
+    for (const position of wanted) {
+      const { topic, partition } = position.tp
+      const topicMetadata = metadata.topics.get(topic)
+      const node = topicMetadata?.partitions[partition]?.leader
+      if (!topicMetadata || node === undefined || node < 0 || this.#inflight.has(node)) continue
+      // The position may have changed while the metadata was being read.
+      if (
+        position.offset === undefined ||
+        position.parked ||
+        this.#positions.get(partitionKey(topic, partition)) !== position
+      )
+        continue
+      let request = byNode.get(node)
+      if (!request) {
+        request = { requested: new Map(), topics: new Map() }
+        byNode.set(node, request)
+      }
+      let fetchTopic = request.topics.get(topicMetadata.id)
+      if (!fetchTopic) {
+        fetchTopic = { topicId: topicMetadata.id, partitions: [] }
+        request.topics.set(topicMetadata.id, fetchTopic)
+      }
+      fetchTopic.partitions.push({
+        partition,
+        fetchOffset: position.offset,
+        partitionMaxBytes: this.#settings.fetchMaxBytesPerPartition ?? 256 * 1024,
+        currentLeaderEpoch: -1,
+        lastFetchedEpoch: -1
+      })
+      request.requested.set(partitionKey(topic, partition), {
+        position,
+        offset: position.offset,
+        generation: position.generation
+      })
+    }
+    for (const [node, { requested, topics }] of byNode)
+      this.#fetch(node, requested, [...topics.values()], metadata)
+  }
+
+  #fetch(node: number, requested: Requested, topics: FetchTopic[], metadata: ClusterMetadata): void {
+    this.#inflight.add(node)
+    this.#consumer
+      .fetch({
+        node,
+        topics,
+        maxWaitTime: this.#settings.maxWaitTime ?? 500,
+        maxBytes: this.#settings.fetchMaxBytes ?? 1024 * 1024
+      })
+      .then(
+        (response) => {
+          this.#inflight.delete(node)
+          if (this.#closed) return
+          this.#rotate()
+          if (fetchChannel.hasSubscribers) fetchChannel.publish({ groupId: this.#options.groupId })
+          this.#deliver(response, requested, metadata)
+          this.#schedule()
+        },
+        (error: unknown) => {
+          this.#inflight.delete(node)
+          if (this.#closed) return
+          if (hasApiId(error, 'OFFSET_OUT_OF_RANGE')) {
+            void this.#restartOutOfRange(error as { response?: FetchResponse }, requested, metadata)
+            return
+          }
+          this.#fail(error as Error)
+        }
+      )
+  }
+
+  /**
+   * Fairness across partitions: the broker fills a response (up to `fetchMaxBytes`) in
+   * request order, so with a backlog the first partitions would take every response.
+   * Rotating the order after each fetch gives every partition its turn at the front.
+   */
+  #rotate(): void {
+    if (this.#order.length > 1) this.#order.push(this.#order.shift()!)
+  }
+
+  /**
+   * Hands the listener the records of a response, in offset order per partition, and
+   * moves each partition's position past them. A partition sought, parked or let go
+   * meanwhile (even by the listener, in the middle of this response) gets no more of them.
+   */
+  #deliver(response: FetchResponse, requested: Requested, metadata: ClusterMetadata): void {
+    const names = topicNames(metadata)
+    for (const topicResponse of response.responses) {
+      const topic = names.get(topicResponse.topicId) ?? topicResponse.topicId
+      for (const { partitionIndex: partition, records: batches } of topicResponse.partitions) {
+        const asked = requested.get(partitionKey(topic, partition))
+        if (!asked || !batches || batches.length === 0) continue
+        const { position, offset: from, generation } = asked
+        if (position.generation !== generation || position.parked) continue
+        for (const batch of batches) {
+          if (batch.attributes & IS_CONTROL) continue
+          for (const record of batch.records) {
+            const offset = batch.firstOffset + BigInt(record.offsetDelta)
+            if (offset < from) continue // the batch starts before the fetch offset
+            this.#listener.record({
+              topic,
+              partition,
+              offset,
+              key: record.key,
+              value: record.value,
+              headers: headerMap(record.headers),
+              timestamp: Number(batch.firstTimestamp + record.timestampDelta)
+            })
+            if (position.generation !== generation || position.parked) break
+          }
+          if (position.generation !== generation || position.parked) break
+        }
+        if (position.generation !== generation || position.parked) continue
+        const last = batches[batches.length - 1]!
+        const next = last.firstOffset + BigInt(last.lastOffsetDelta) + 1n
+        if (next > from) position.offset = next
+      }
+    }
+  }
+
+  /** Positions outside the log (deleted by retention): start them as partitions without a commit. */
+  async #restartOutOfRange(
+    error: { response?: FetchResponse },
+    requested: Requested,
+    metadata: ClusterMetadata
+  ): Promise<void> {
+    const names = topicNames(metadata)
+    const lost: Array<{ position: Position; generation: number }> = []
+    for (const topicResponse of error.response?.responses ?? []) {
+      const topic = names.get(topicResponse.topicId) ?? topicResponse.topicId
+      for (const { partitionIndex, errorCode } of topicResponse.partitions) {
+        const asked = requested.get(partitionKey(topic, partitionIndex))
+        if (errorCode !== 0 && asked && asked.position.generation === asked.generation) lost.push(asked)
+      }
+    }
+    try {
+      const bounds = lost.length > 0 ? await this.#logBounds(lost.map((l) => l.position)) : new Map()
+      for (const { position, generation } of lost) {
+        const offset = bounds.get(partitionKey(position.tp.topic, position.tp.partition))
+        if (position.generation === generation && offset !== undefined) position.offset = offset
+      }
+      this.#schedule()
+    } catch (lookupError) {
+      this.#fail(lookupError as Error)
+    }
+  }
+
+  #fail(error: Error): void {
+    if (this.#closed) return
+    this.#listener.failed(translateKafkaError(error, this.#settings.connection) as Error)
+  }
+
+  seek({ topic, partition }: TopicPartition, offset: bigint): void {
+    const position = this.#positions.get(partitionKey(topic, partition))
+    if (!position) return
+    position.generation++
+    position.offset = offset
+    position.parked = false
+    this.#schedule()
+  }
+
+  /** Leaves the partition out of fetches until the next `seek`. */
+  park({ topic, partition }: TopicPartition): void {
+    const position = this.#positions.get(partitionKey(topic, partition))
+    if (position) position.parked = true
+  }
+
+  /**
+   * Stops fetching once the response being delivered is through. The pause is deferred to
+   * the next tick: records of one response are delivered synchronously, partition after
+   * partition, and the listener may ask to pause in the middle of them.
+   */
+  pause(): void {
+    this.#pauseRequested = true
+    process.nextTick(() => {
+      if (this.#pauseRequested) this.#paused = true
+    })
+  }
+
+  resume(): void {
+    this.#pauseRequested = false
+    this.#paused = false
+    this.#schedule()
+  }
+
+  async commit(offsets: RecordPosition[]): Promise<void> {
+    if (offsets.length === 0) return
+    try {
+      await this.#consumer.commit({
+        offsets: offsets.map(({ topic, partition, offset }) => ({
+          topic,
+          partition,
+          offset,
+          leaderEpoch: -1
+        }))
+      })
+    } catch (error) {
+      throw translateKafkaError(error, this.#settings.connection)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#stopped.abort()
+    if (this.#stream) {
+      delete (this.#stream as { resume?: unknown }).resume // its own resume again, which close needs
+      await this.#stream.close().catch(() => {})
+    }
+    await this.#consumer.close(true).catch(() => {})
+  }
+}
+
+interface FetchTopic {
+  topicId: string
+  partitions: Array<{
+    partition: number
+    fetchOffset: bigint
+    partitionMaxBytes: number
+    currentLeaderEpoch: number
+    lastFetchedEpoch: number
+  }>
+}
+
+function byTopic(positions: Position[]): GroupAssignment[] {
+  const topics = new Map<string, number[]>()
+  for (const { tp } of positions) {
+    const partitions = topics.get(tp.topic) ?? []
+    partitions.push(tp.partition)
+    topics.set(tp.topic, partitions)
+  }
+  return [...topics].map(([topic, partitions]) => ({ topic, partitions }))
+}
+
+/** Topic id → name, per metadata snapshot (the client caches the snapshot itself). */
+const namesByMetadata = new WeakMap<object, Map<string, string>>()
+
+function topicNames(metadata: ClusterMetadata): Map<string, string> {
+  let names = namesByMetadata.get(metadata)
+  if (!names) {
+    names = new Map([...metadata.topics].map(([name, { id }]) => [id, name]))
+    namesByMetadata.set(metadata, names)
+  }
+  return names
+}
+
+function headerMap(headers: Array<[Buffer | null, Buffer | null]>): Map<string, Buffer> {
+  const map = new Map<string, Buffer>()
+  for (const [key, value] of headers) {
+    if (key !== null) map.set(key.toString('utf8'), value ?? Buffer.alloc(0))
+  }
+  return map
+}
