@@ -51,6 +51,23 @@ interface Position {
 /** What one fetch asked for, per partition: where it read from, at which generation. */
 type Requested = Map<string, { position: Position; offset: bigint; generation: number }>
 
+/** A fetch's answer, with what it asked for and the topic names of its metadata. */
+interface Answer {
+  response: FetchResponse
+  requested: Requested
+  names: Map<string, string>
+}
+
+/** One partition's records of an answer, to be handed to the listener. */
+interface Delivery {
+  topic: string
+  partition: number
+  batches: NonNullable<FetchResponse['responses'][number]['partitions'][number]['records']>
+  position: Position
+  offset: bigint
+  generation: number
+}
+
 const lookupRetry = { attempts: 5, delay: 500 }
 
 /**
@@ -82,6 +99,8 @@ export class KafkaSubscription implements Subscription {
   #assignment: GroupAssignment[] | null = null
   /** Brokers with a fetch in flight. */
   readonly #inflight = new Set<number>()
+  /** Answers that came while paused, taken on resume. */
+  #held: Answer[] = []
   /** Partitions in the order they are asked for; rotated after each fetch, for fairness. */
   #order: Position[] = []
   #paused = false
@@ -227,65 +246,61 @@ export class KafkaSubscription implements Subscription {
     this.#scheduled = true
     process.nextTick(() => {
       this.#scheduled = false
-      void this.#fetchRound()
+      this.#fetchRound()
     })
   }
 
-  /** Sends one fetch to each broker that leads a fetchable partition and has none in flight. */
-  async #fetchRound(): Promise<void> {
+  /**
+   * Sends one fetch to each broker that leads a fetchable partition and has none in flight.
+   * Synchronous while the client's metadata is cached (it answers its callback at once), so
+   * a fetch sent before a response is delivered is on the wire while the records are handled.
+   */
+  #fetchRound(): void {
     if (this.#closed || this.#paused) return
     this.#syncAssignment()
-    const wanted = this.#order.filter((p) => p.offset !== undefined && !p.parked)
-    if (wanted.length === 0) return
-    let metadata: ClusterMetadata
-    try {
-      metadata = await this.#consumer.metadata({ topics: this.#options.topics })
-    } catch (error) {
-      this.#fail(error as Error)
-      return
-    }
-    if (this.#closed || this.#paused) return
-    const byNode = new Map<number, { requested: Requested; topics: Map<string, FetchTopic> }>()
-    for (const position of wanted) {
-      const { topic, partition } = position.tp
-      const topicMetadata = metadata.topics.get(topic)
-      const node = topicMetadata?.partitions[partition]?.leader
-      if (!topicMetadata || node === undefined || node < 0 || this.#inflight.has(node)) continue
-      // The position may have changed while the metadata was being read.
-      if (
-        position.offset === undefined ||
-        position.parked ||
-        this.#positions.get(partitionKey(topic, partition)) !== position
-      )
-        continue
-      let request = byNode.get(node)
-      if (!request) {
-        request = { requested: new Map(), topics: new Map() }
-        byNode.set(node, request)
+    if (!this.#order.some((p) => p.offset !== undefined && !p.parked)) return
+    this.#consumer.metadata({ topics: this.#options.topics }, (error, metadata) => {
+      if (error || !metadata) {
+        this.#fail(error ?? new Error('no metadata'))
+        return
       }
-      let fetchTopic = request.topics.get(topicMetadata.id)
-      if (!fetchTopic) {
-        fetchTopic = { topicId: topicMetadata.id, partitions: [] }
-        request.topics.set(topicMetadata.id, fetchTopic)
+      if (this.#closed || this.#paused) return
+      const byNode = new Map<number, { requested: Requested; topics: Map<string, FetchTopic> }>()
+      for (const position of this.#order) {
+        if (position.offset === undefined || position.parked) continue
+        const { topic, partition } = position.tp
+        const topicMetadata = metadata.topics.get(topic)
+        const node = topicMetadata?.partitions[partition]?.leader
+        if (!topicMetadata || node === undefined || node < 0 || this.#inflight.has(node)) continue
+        let request = byNode.get(node)
+        if (!request) {
+          request = { requested: new Map(), topics: new Map() }
+          byNode.set(node, request)
+        }
+        let fetchTopic = request.topics.get(topicMetadata.id)
+        if (!fetchTopic) {
+          fetchTopic = { topicId: topicMetadata.id, partitions: [] }
+          request.topics.set(topicMetadata.id, fetchTopic)
+        }
+        fetchTopic.partitions.push({
+          partition,
+          fetchOffset: position.offset,
+          partitionMaxBytes: this.#settings.fetchMaxBytesPerPartition ?? 256 * 1024,
+          currentLeaderEpoch: -1,
+          lastFetchedEpoch: -1
+        })
+        request.requested.set(partitionKey(topic, partition), {
+          position,
+          offset: position.offset,
+          generation: position.generation
+        })
       }
-      fetchTopic.partitions.push({
-        partition,
-        fetchOffset: position.offset,
-        partitionMaxBytes: this.#settings.fetchMaxBytesPerPartition ?? 256 * 1024,
-        currentLeaderEpoch: -1,
-        lastFetchedEpoch: -1
-      })
-      request.requested.set(partitionKey(topic, partition), {
-        position,
-        offset: position.offset,
-        generation: position.generation
-      })
-    }
-    for (const [node, { requested, topics }] of byNode)
-      this.#fetch(node, requested, [...topics.values()], metadata)
+      for (const [node, { requested, topics }] of byNode)
+        this.#fetch(node, requested, [...topics.values()], topicNames(metadata))
+    })
   }
 
-  #fetch(node: number, requested: Requested, topics: FetchTopic[], metadata: ClusterMetadata): void {
+  #fetch(node: number, requested: Requested, topics: FetchTopic[], names: Map<string, string>): void {
     this.#inflight.add(node)
     this.#consumer
       .fetch({
@@ -298,21 +313,48 @@ export class KafkaSubscription implements Subscription {
         (response) => {
           this.#inflight.delete(node)
           if (this.#closed) return
-          this.#rotate()
           if (fetchChannel.hasSubscribers) fetchChannel.publish({ groupId: this.#options.groupId })
-          this.#deliver(response, requested, metadata)
-          this.#schedule()
+          const answer = { response, requested, names }
+          // Paused: the answer waits here, so the listener gets at most the one response it
+          // was being given when it asked to pause.
+          if (this.#paused) this.#held.push(answer)
+          else this.#take(answer)
         },
         (error: unknown) => {
           this.#inflight.delete(node)
           if (this.#closed) return
           if (hasApiId(error, 'OFFSET_OUT_OF_RANGE')) {
-            void this.#restartOutOfRange(error as { response?: FetchResponse }, requested, metadata)
+            void this.#restartOutOfRange(error as { response?: FetchResponse }, requested, names)
             return
           }
           this.#fail(error as Error)
         }
       )
+  }
+
+  /**
+   * Takes a fetch's answer: moves each partition's position past its records, sends the
+   * next fetch, and only then hands the records to the listener, so the broker reads the
+   * next response while these are handled.
+   */
+  #take({ response, requested, names }: Answer): void {
+    const deliveries: Delivery[] = []
+    for (const topicResponse of response.responses) {
+      const topic = names.get(topicResponse.topicId) ?? topicResponse.topicId
+      for (const { partitionIndex: partition, records: batches } of topicResponse.partitions) {
+        const asked = requested.get(partitionKey(topic, partition))
+        if (!asked || !batches || batches.length === 0) continue
+        if (asked.position.generation !== asked.generation) continue // sought, parked or let go since
+        const last = batches[batches.length - 1]!
+        const next = last.firstOffset + BigInt(last.lastOffsetDelta) + 1n
+        if (next <= asked.offset) continue
+        asked.position.offset = next
+        deliveries.push({ topic, partition, batches, ...asked })
+      }
+    }
+    this.#rotate()
+    this.#fetchRound()
+    for (const delivery of deliveries) this.#deliver(delivery)
   }
 
   /**
@@ -325,41 +367,27 @@ export class KafkaSubscription implements Subscription {
   }
 
   /**
-   * Hands the listener the records of a response, in offset order per partition, and
-   * moves each partition's position past them. A partition sought, parked or let go
-   * meanwhile (even by the listener, in the middle of this response) gets no more of them.
+   * Hands the listener one partition's records of a response, in offset order. A partition
+   * sought, parked or let go meanwhile (even by the listener, in the middle of them) gets
+   * no more of them.
    */
-  #deliver(response: FetchResponse, requested: Requested, metadata: ClusterMetadata): void {
-    const names = topicNames(metadata)
-    for (const topicResponse of response.responses) {
-      const topic = names.get(topicResponse.topicId) ?? topicResponse.topicId
-      for (const { partitionIndex: partition, records: batches } of topicResponse.partitions) {
-        const asked = requested.get(partitionKey(topic, partition))
-        if (!asked || !batches || batches.length === 0) continue
-        const { position, offset: from, generation } = asked
-        if (position.generation !== generation || position.parked) continue
-        for (const batch of batches) {
-          if (batch.attributes & IS_CONTROL) continue
-          for (const record of batch.records) {
-            const offset = batch.firstOffset + BigInt(record.offsetDelta)
-            if (offset < from) continue // the batch starts before the fetch offset
-            this.#listener.record({
-              topic,
-              partition,
-              offset,
-              key: record.key,
-              value: record.value,
-              headers: headerMap(record.headers),
-              timestamp: Number(batch.firstTimestamp + record.timestampDelta)
-            })
-            if (position.generation !== generation || position.parked) break
-          }
-          if (position.generation !== generation || position.parked) break
-        }
-        if (position.generation !== generation || position.parked) continue
-        const last = batches[batches.length - 1]!
-        const next = last.firstOffset + BigInt(last.lastOffsetDelta) + 1n
-        if (next > from) position.offset = next
+  #deliver({ topic, partition, batches, position, offset: from, generation }: Delivery): void {
+    for (const batch of batches) {
+      if (batch.attributes & IS_CONTROL) continue
+      const timestamp = Number(batch.firstTimestamp)
+      for (const record of batch.records) {
+        const offset = batch.firstOffset + BigInt(record.offsetDelta)
+        if (offset < from) continue // the batch starts before the fetch offset
+        this.#listener.record({
+          topic,
+          partition,
+          offset,
+          key: record.key,
+          value: record.value,
+          headers: record.headers.length === 0 ? noHeaders : headerMap(record.headers),
+          timestamp: timestamp + Number(record.timestampDelta)
+        })
+        if (position.generation !== generation) return
       }
     }
   }
@@ -368,9 +396,8 @@ export class KafkaSubscription implements Subscription {
   async #restartOutOfRange(
     error: { response?: FetchResponse },
     requested: Requested,
-    metadata: ClusterMetadata
+    names: Map<string, string>
   ): Promise<void> {
-    const names = topicNames(metadata)
     const lost: Array<{ position: Position; generation: number }> = []
     for (const topicResponse of error.response?.responses ?? []) {
       const topic = names.get(topicResponse.topicId) ?? topicResponse.topicId
@@ -408,7 +435,9 @@ export class KafkaSubscription implements Subscription {
   /** Leaves the partition out of fetches until the next `seek`. */
   park({ topic, partition }: TopicPartition): void {
     const position = this.#positions.get(partitionKey(topic, partition))
-    if (position) position.parked = true
+    if (!position || position.parked) return
+    position.parked = true
+    position.generation++ // what fetches in flight bring for it is dropped
   }
 
   /**
@@ -423,10 +452,18 @@ export class KafkaSubscription implements Subscription {
     })
   }
 
+  /** Fetching goes on; answers held while paused are delivered first (on the next tick). */
   resume(): void {
     this.#pauseRequested = false
+    if (!this.#paused) {
+      this.#schedule()
+      return
+    }
     this.#paused = false
-    this.#schedule()
+    process.nextTick(() => {
+      while (!this.#paused && !this.#closed && this.#held.length > 0) this.#take(this.#held.shift()!)
+      this.#schedule()
+    })
   }
 
   async commit(offsets: RecordPosition[]): Promise<void> {
@@ -489,6 +526,16 @@ function topicNames(metadata: ClusterMetadata): Map<string, string> {
   }
   return names
 }
+
+/** The headers of every record that has none (read-only: a `Map` that refuses writes). */
+const noHeaders: Map<string, Buffer> = new (class extends Map<string, Buffer> {
+  override set(): this {
+    throw new TypeError('the headers of a delivered record are read-only')
+  }
+  override delete(): boolean {
+    return false
+  }
+})()
 
 function headerMap(headers: Array<[Buffer | null, Buffer | null]>): Map<string, Buffer> {
   const map = new Map<string, Buffer>()
