@@ -225,6 +225,8 @@ export class ConveyorConsumer {
   /** The partitions the group gave this member, once it said. */
   #assignment: Set<string> | undefined
   readonly #lanes = new Map<string, Lane>()
+  /** The partition of the last record received (see `#stateOf`). */
+  #lastState: PartitionState | undefined
   readonly #ready: Lane[] = []
   #active = 0
   #buffered = 0
@@ -499,6 +501,28 @@ export class ConveyorConsumer {
     return state
   }
 
+  /**
+   * The state of the record's partition, `undefined` when this member does not own it.
+   * Records come in runs of one partition, so the last one looked up is tried first; a
+   * partition let go is marked `revoked` (and its state dropped), so the shortcut never
+   * outlives the ownership.
+   */
+  #stateOf(record: InboundRecord): PartitionState | undefined {
+    const last = this.#lastState
+    if (
+      last !== undefined &&
+      !last.revoked &&
+      last.tp.partition === record.partition &&
+      last.tp.topic === record.topic
+    )
+      return last
+    const key = partitionKey(record.topic, record.partition)
+    if (this.#assignment && !this.#assignment.has(key)) return undefined
+    const state = this.#partitions.get(key) ?? this.#partition(record.topic, record.partition)
+    this.#lastState = state
+    return state
+  }
+
   #laneKey(state: PartitionState, record: InboundRecord): string {
     switch (this.#options.ordering) {
       case 'partition':
@@ -513,12 +537,10 @@ export class ConveyorConsumer {
   /** Called synchronously for each delivered record, in offset order per partition. */
   #receive(record: InboundRecord): void {
     if (this.#state !== 'running' && this.#state !== 'starting') return
+    const state = this.#stateOf(record)
     // A record of a partition this member no longer owns (fetched before a rebalance):
     // handling it could commit past work its new owner has not done.
-    const key = partitionKey(record.topic, record.partition)
-    if (this.#assignment && !this.#assignment.has(key)) return
-    const state = this.#partitions.get(key) ?? this.#partition(record.topic, record.partition)
-    if (state.revoked) return
+    if (state === undefined || state.revoked) return
     const { progress } = state
     if (progress.admit(record.offset) === 'duplicate') return
     if (state.pausedTail) {
