@@ -16,6 +16,7 @@ import {
   type SubscriptionListener,
   type Transport
 } from '../transport/types.ts'
+import { Utf8Cache } from '../util/utf8-cache.ts'
 import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
 import { KafkaSubscription } from './subscription.ts'
 
@@ -131,7 +132,7 @@ class KafkaPublisher implements Publisher {
       idempotent: true,
       acks: ProduceAcks.ALL,
       compression: (options.compression ?? 'none') as CompressionAlgorithmValue,
-      serializers: { headerKey: (key?: string) => (key === undefined ? undefined : Buffer.from(key)) }
+      serializers: { headerKey: (key?: string) => (key === undefined ? undefined : headerNames.bytes(key)) }
     })
   }
 
@@ -195,6 +196,9 @@ function positions(
     return { topic, partition, offset }
   })
 }
+
+/** Header names repeat on every record: their bytes are made once. */
+const headerNames = new Utf8Cache()
 
 function toBuffer(value: Buffer | string | null | undefined): Buffer | undefined {
   if (value === null || value === undefined) return undefined

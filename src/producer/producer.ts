@@ -1,10 +1,17 @@
 import { type Codec, jsonCodec } from '../codec/json.ts'
-import { type Envelope, type EnvelopeInput, envelopeHeaders, newEnvelope } from '../core/envelope.ts'
+import {
+  type Envelope,
+  EnvelopeHeaders,
+  type EnvelopeInput,
+  envelopeHeaders,
+  newEnvelope
+} from '../core/envelope.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { Message } from '../core/message.ts'
 import { type ProducerSendEvent, producerSendChannel } from '../instrumentation/channels.ts'
 import { check } from '../routing/routes.ts'
 import type { Publisher, RecordPosition, Transport } from '../transport/types.ts'
+import { Utf8Cache } from '../util/utf8-cache.ts'
 
 export interface ProducerOptions {
   transport: Transport
@@ -44,6 +51,8 @@ export type MessageTypes = Record<string, object>
 export class ConveyorProducer<Types extends { [K in keyof Types]: object } = MessageTypes> {
   readonly #options: ProducerOptions & { codec: Codec; typeField: string | false }
   readonly #publisher: Publisher
+  /** Envelope values that repeat from message to message (see `repeatingHeaders`). */
+  readonly #repeating = new Utf8Cache()
 
   constructor(options: ProducerOptions) {
     check(typeof options.transport === 'object' && options.transport !== null, 'transport', 'is required')
@@ -96,6 +105,8 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
       const field = this.#options.typeField
       const value = field && !(field in payload) ? { [field]: type, ...payload } : payload
       const all: Map<string, string | Buffer> = envelopeHeaders(envelope)
+      for (const [name, text] of all)
+        if (repeatingHeaders.has(name)) all.set(name, this.#repeating.bytes(text as string))
       if (headers) for (const [name, header] of Object.entries(headers)) all.set(name, header)
       const encoded = this.#options.codec.encode(value, { topic: target, type })
       const record = { topic: target, type, key: key ?? null, value: encoded as Buffer, headers: all }
@@ -141,6 +152,20 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
     await this.#publisher.close()
   }
 }
+
+/**
+ * Envelope headers whose values repeat across messages (one spec version, a few types and
+ * sources, one time per batch): their bytes are shared between records instead of encoded
+ * for each. Ids are unique per message and stay text.
+ */
+const repeatingHeaders: ReadonlySet<string> = new Set([
+  EnvelopeHeaders.specVersion,
+  EnvelopeHeaders.type,
+  EnvelopeHeaders.source,
+  EnvelopeHeaders.time,
+  EnvelopeHeaders.version,
+  EnvelopeHeaders.tenantId
+])
 
 export function createProducer<Types extends { [K in keyof Types]: object } = MessageTypes>(
   options: ProducerOptions
