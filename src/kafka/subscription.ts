@@ -42,8 +42,8 @@ interface Position {
   /** Not fetched until the next `seek`. */
   parked: boolean
   /**
-   * Bumped by every `seek`, and when the partition is let go: a fetch answered after the
-   * bump is about an old position, and its records are not delivered.
+   * Bumped by every `seek` and `park`, and when the partition is let go: a fetch answered
+   * after the bump is about an old position, and its records are not delivered.
    */
   generation: number
 }
@@ -106,7 +106,10 @@ export class KafkaSubscription implements Subscription {
   #paused = false
   #pauseRequested = false
   #closed = false
+  /** The listener was told of a failure (once: it replaces the whole subscription). */
+  #failed = false
   #scheduled = false
+  #assignmentCheck: NodeJS.Timeout | undefined
   readonly #stopped = new AbortController()
 
   constructor(settings: FetchSettings, options: SubscribeOptions, listener: SubscriptionListener) {
@@ -150,6 +153,9 @@ export class KafkaSubscription implements Subscription {
     }
     this.#holdStream(this.#stream)
     this.#syncAssignment()
+    // Also while paused, when no fetch round runs: a KIP-848 revocation must reach the runtime.
+    this.#assignmentCheck = setInterval(() => this.#syncAssignment(), 1_000)
+    this.#assignmentCheck.unref()
   }
 
   /**
@@ -256,7 +262,8 @@ export class KafkaSubscription implements Subscription {
    * a fetch sent before a response is delivered is on the wire while the records are handled.
    */
   #fetchRound(): void {
-    if (this.#closed || this.#paused) return
+    // Held answers come first: their partitions' positions move only when they are taken.
+    if (this.#closed || this.#failed || this.#paused || this.#held.length > 0) return
     this.#syncAssignment()
     if (!this.#order.some((p) => p.offset !== undefined && !p.parked)) return
     this.#consumer.metadata({ topics: this.#options.topics }, (error, metadata) => {
@@ -317,7 +324,7 @@ export class KafkaSubscription implements Subscription {
           const answer = { response, requested, names }
           // Paused: the answer waits here, so the listener gets at most the one response it
           // was being given when it asked to pause.
-          if (this.#paused) this.#held.push(answer)
+          if (this.#paused || this.#pauseRequested) this.#held.push(answer)
           else this.#take(answer)
         },
         (error: unknown) => {
@@ -419,7 +426,8 @@ export class KafkaSubscription implements Subscription {
   }
 
   #fail(error: Error): void {
-    if (this.#closed) return
+    if (this.#closed || this.#failed) return
+    this.#failed = true // no more fetches; the runtime closes this subscription and joins again
     this.#listener.failed(translateKafkaError(error, this.#settings.connection) as Error)
   }
 
@@ -455,13 +463,10 @@ export class KafkaSubscription implements Subscription {
   /** Fetching goes on; answers held while paused are delivered first (on the next tick). */
   resume(): void {
     this.#pauseRequested = false
-    if (!this.#paused) {
-      this.#schedule()
-      return
-    }
     this.#paused = false
     process.nextTick(() => {
-      while (!this.#paused && !this.#closed && this.#held.length > 0) this.#take(this.#held.shift()!)
+      while (!this.#paused && !this.#pauseRequested && !this.#closed && this.#held.length > 0)
+        this.#take(this.#held.shift()!)
       this.#schedule()
     })
   }
@@ -485,6 +490,7 @@ export class KafkaSubscription implements Subscription {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearInterval(this.#assignmentCheck)
     this.#stopped.abort()
     if (this.#stream) {
       delete (this.#stream as { resume?: unknown }).resume // its own resume again, which close needs
