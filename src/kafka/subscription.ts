@@ -521,16 +521,9 @@ function byTopic(positions: Position[]): GroupAssignment[] {
   return [...topics].map(([topic, partitions]) => ({ topic, partitions }))
 }
 
-/** Topic id → name, per metadata snapshot (the client caches the snapshot itself). */
-const namesByMetadata = new WeakMap<object, Map<string, string>>()
-
+/** Topic id → name (fetch responses name topics by id). */
 function topicNames(metadata: ClusterMetadata): Map<string, string> {
-  let names = namesByMetadata.get(metadata)
-  if (!names) {
-    names = new Map([...metadata.topics].map(([name, { id }]) => [id, name]))
-    namesByMetadata.set(metadata, names)
-  }
-  return names
+  return new Map([...metadata.topics].map(([name, { id }]) => [id, name]))
 }
 
 /** The headers of every record that has none (read-only: a `Map` that refuses writes). */
