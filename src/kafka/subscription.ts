@@ -17,11 +17,15 @@ import {
 import { wait } from '../util/wait.ts'
 import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
 
+/** How a subscription reaches the cluster and how much one fetch may bring. */
 export interface FetchSettings {
   connection: KafkaConnection
-  /** Most bytes one fetch returns (all partitions). */
+  /**
+   * Most bytes one fetch returns (all partitions). A consumer at its `maxBuffered` bound
+   * still takes the response being delivered, so this bounds the overshoot. Default 1 MiB.
+   */
   fetchMaxBytes?: number
-  /** Most bytes one fetch returns per partition. */
+  /** Most bytes one fetch returns per partition. Default 256 KiB. */
   fetchMaxBytesPerPartition?: number
   /** Longest a fetch waits for new data on an idle topic, ms. */
   maxWaitTime?: number

@@ -18,23 +18,13 @@ import {
 } from '../transport/types.ts'
 import { Utf8Cache } from '../util/utf8-cache.ts'
 import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
-import { KafkaSubscription } from './subscription.ts'
+import { type FetchSettings, KafkaSubscription } from './subscription.ts'
 
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
 
-export interface KafkaTransportOptions {
-  connection: KafkaConnection
+export interface KafkaTransportOptions extends FetchSettings {
   /** Compression of produced batches (DLQ records, handler output). */
   compression?: Compression
-  /**
-   * Most bytes one fetch returns (all partitions). A consumer at its `maxBuffered` bound
-   * still takes the response being delivered, so this bounds the overshoot. Default 1 MiB.
-   */
-  fetchMaxBytes?: number
-  /** Most bytes one fetch returns per partition. Default 256 KiB. */
-  fetchMaxBytesPerPartition?: number
-  /** Longest a fetch waits for new data on an idle topic, ms. */
-  maxWaitTime?: number
 }
 
 /** Conveyor's transport over `@platformatic/kafka`. */
