@@ -2,8 +2,7 @@ import {
   Consumer,
   type GroupAssignment,
   ListOffsetTimestamps,
-  type MessagesStream,
-  stringDeserializer
+  type MessagesStream
 } from '@platformatic/kafka'
 import { fetchChannel } from '../instrumentation/channels.ts'
 import {
@@ -32,6 +31,13 @@ export interface FetchSettings {
 }
 
 type RawConsumer = Consumer<Buffer, Buffer, string, Buffer>
+
+const fetchDefaults = { fetchMaxBytes: 1024 * 1024, fetchMaxBytesPerPartition: 256 * 1024, maxWaitTime: 500 }
+
+/** The options given, without the ones given as `undefined` (so that defaults apply to them). */
+function withoutUndefined<T extends object>(options: T): T {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as T
+}
 type FetchResponse = Awaited<ReturnType<RawConsumer['fetch']>>
 type ClusterMetadata = Awaited<ReturnType<RawConsumer['metadata']>>
 
@@ -93,7 +99,7 @@ const lookupRetry = { attempts: 5, delay: 500 }
  * same way as a partition without a commit.
  */
 export class KafkaSubscription implements Subscription {
-  readonly #settings: FetchSettings
+  readonly #settings: Required<FetchSettings>
   readonly #options: SubscribeOptions
   readonly #listener: SubscriptionListener
   readonly #consumer: RawConsumer
@@ -117,7 +123,7 @@ export class KafkaSubscription implements Subscription {
   readonly #stopped = new AbortController()
 
   constructor(settings: FetchSettings, options: SubscribeOptions, listener: SubscriptionListener) {
-    this.#settings = settings
+    this.#settings = { ...fetchDefaults, ...withoutUndefined(settings) }
     this.#options = options
     this.#listener = listener
     const group =
@@ -133,11 +139,7 @@ export class KafkaSubscription implements Subscription {
       ...group,
       groupId: options.groupId,
       ...(options.groupInstanceId ? { groupInstanceId: options.groupInstanceId } : {}),
-      deserializers: { headerKey: stringDeserializer },
-      autocommit: false,
-      maxWaitTime: settings.maxWaitTime ?? 500,
-      maxBytes: settings.fetchMaxBytes ?? 1024 * 1024,
-      maxBytesPerPartition: settings.fetchMaxBytesPerPartition ?? 256 * 1024
+      autocommit: false
     }) as RawConsumer
   }
 
@@ -296,7 +298,7 @@ export class KafkaSubscription implements Subscription {
         fetchTopic.partitions.push({
           partition,
           fetchOffset: position.offset,
-          partitionMaxBytes: this.#settings.fetchMaxBytesPerPartition ?? 256 * 1024,
+          partitionMaxBytes: this.#settings.fetchMaxBytesPerPartition,
           currentLeaderEpoch: -1,
           lastFetchedEpoch: -1
         })
@@ -317,8 +319,8 @@ export class KafkaSubscription implements Subscription {
       .fetch({
         node,
         topics,
-        maxWaitTime: this.#settings.maxWaitTime ?? 500,
-        maxBytes: this.#settings.fetchMaxBytes ?? 1024 * 1024
+        maxWaitTime: this.#settings.maxWaitTime,
+        maxBytes: this.#settings.fetchMaxBytes
       })
       .then(
         (response) => {
