@@ -112,11 +112,15 @@ export class PartitionProgress {
     this.#settled[index] = true
     this.#pendingCount--
     while (this.#head < pending.length && this.#settled[this.#head]) this.#head++
+    // Settled entries are cleared away only once they are many: emptying the queue after
+    // every record (the usual case when handlers keep up) would free the arrays' storage and
+    // allocate it again with the next record.
+    if (this.#head <= 1024) return true
     if (this.#head === pending.length) {
       pending.length = 0
       this.#settled.length = 0
       this.#head = 0
-    } else if (this.#head > 1024 && this.#head * 2 > pending.length) {
+    } else if (this.#head * 2 > pending.length) {
       pending.splice(0, this.#head)
       this.#settled.splice(0, this.#head)
       this.#head = 0
