@@ -195,8 +195,10 @@ function toBuffer(value: Buffer | string | null | undefined): Buffer | undefined
   return typeof value === 'string' ? Buffer.from(value) : value
 }
 
+/** The headers as a map of bytes: a map already holding only bytes is passed on as it is. */
 function toHeaderMap(headers: OutboundRecord['headers']): Map<string, Buffer> | undefined {
   if (!headers) return undefined
+  if (headers instanceof Map && onlyBytes(headers)) return headers as Map<string, Buffer>
   const map = new Map<string, Buffer>()
   if (headers instanceof Map) {
     for (const [key, value] of headers) map.set(key, typeof value === 'string' ? Buffer.from(value) : value)
@@ -207,4 +209,9 @@ function toHeaderMap(headers: OutboundRecord['headers']): Map<string, Buffer> | 
     }
   }
   return map
+}
+
+function onlyBytes(headers: Map<string, string | Buffer>): boolean {
+  for (const value of headers.values()) if (typeof value === 'string') return false
+  return true
 }

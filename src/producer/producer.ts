@@ -105,8 +105,12 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
       const field = this.#options.typeField
       const value = field && !(field in payload) ? { [field]: type, ...payload } : payload
       const all: Map<string, string | Buffer> = envelopeHeaders(envelope)
+      // Header values go to the transport as bytes (then passed on as they are).
       for (const [name, text] of all)
-        if (repeatingHeaders.has(name)) all.set(name, this.#repeating.bytes(text as string))
+        all.set(
+          name,
+          repeatingHeaders.has(name) ? this.#repeating.bytes(text as string) : Buffer.from(text as string)
+        )
       if (headers) for (const [name, header] of Object.entries(headers)) all.set(name, header)
       const encoded = this.#options.codec.encode(value, { topic: target, type })
       const record = { topic: target, type, key: key ?? null, value: encoded as Buffer, headers: all }

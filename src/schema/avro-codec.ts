@@ -3,7 +3,7 @@ import { type Codec, DecodeError } from '../codec/json.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import { compiledById } from './by-id.ts'
 import type { SchemaRegistryClient } from './registry-client.ts'
-import { frame, unframe } from './wire.ts'
+import { unframe, wireHeaderSize, withSchemaId } from './wire.ts'
 
 export type SubjectNameStrategy = 'topic' | 'record' | 'topic-record'
 
@@ -121,15 +121,15 @@ export class AvroCodec implements Codec {
       throw new ConveyorError(ErrorCodes.INVALID_OPTION, `no Avro schema for type "${type}"`, {
         path: `schemas > ${type}`
       })
-    let payload: Buffer
+    let framed: Buffer
     try {
-      payload = schema.toBuffer(value) // avsc's writers check every value as they go
+      framed = encodeFramed(schema, value) // avsc's writers check every value as they go
     } catch (error) {
       throw this.#invalid(schema, type, value, error)
     }
     const known = this.#resolved.get(topic)?.get(type)
-    if (known !== undefined) return frame(known, payload)
-    return this.#idFor(topic, type, schema).then((id) => frame(id, payload))
+    if (known !== undefined) return withSchemaId(framed, known)
+    return this.#idFor(topic, type, schema).then((id) => withSchemaId(framed, id))
   }
 
   /** The error for a payload that does not match its schema, naming the fields. */
@@ -178,4 +178,24 @@ export class AvroCodec implements Codec {
         return `${topic}-${this.#target}`
     }
   }
+}
+
+/**
+ * Values are encoded into this scratch space (grown when one does not fit), then copied
+ * out at their exact size: one allocation and one copy per value, where avsc's
+ * `toBuffer` and a separate framing step would make two of each (the first zero-filled).
+ */
+let scratch = Buffer.allocUnsafe(64 * 1024)
+
+/** The value in the wire format, its 5-byte header left for `withSchemaId`. */
+function encodeFramed(schema: AvroType, value: unknown): Buffer {
+  let end = schema.encode(value, scratch, wireHeaderSize)
+  if (end < 0) {
+    // avsc tells how many bytes were missing (as a negative number): make room and write again.
+    scratch = Buffer.allocUnsafe(Math.max(2 * scratch.length, scratch.length - end))
+    end = schema.encode(value, scratch, wireHeaderSize)
+  }
+  const framed = Buffer.allocUnsafe(end)
+  scratch.copy(framed, wireHeaderSize, wireHeaderSize, end)
+  return framed
 }

@@ -5,10 +5,18 @@ import { DecodeError } from '../codec/json.ts'
  * then the encoded payload.
  */
 export function frame(schemaId: number, payload: Buffer): Buffer {
-  const framed = Buffer.allocUnsafe(5 + payload.length)
+  const framed = Buffer.allocUnsafe(wireHeaderSize + payload.length)
+  payload.copy(framed, wireHeaderSize)
+  return withSchemaId(framed, schemaId)
+}
+
+/** The magic byte and the schema id. */
+export const wireHeaderSize = 5
+
+/** Writes the wire format's header into the first 5 bytes of `framed` (encoded after them). */
+export function withSchemaId(framed: Buffer, schemaId: number): Buffer {
   framed[0] = 0
   framed.writeInt32BE(schemaId, 1)
-  payload.copy(framed, 5)
   return framed
 }
 

@@ -71,6 +71,41 @@ test("a message written with v1 of a schema reaches a v2 handler with the new fi
   assert.deepEqual(seen, [{ message_type: 'update_status', version: 1, status: 'done', comment: 'none' }])
 })
 
+test('Avro payloads of any size arrive intact, a large one (150 KB) between small ones', async (t) => {
+  const { url } = await useRegistry(t)
+  const topic = await useTopic(t)
+  const transport = useTransport(t)
+  const codec = () =>
+    new AvroCodec({ registry: new SchemaRegistryClient({ url }), schemas: { update_status: commandV1 } })
+  const producer = createProducer({ transport, topic, codec: codec() })
+  cleanup(t, () => producer.close())
+  const statuses = ['first', 'x'.repeat(150_000), 'after the large one', 'é€'.repeat(40_000), 'last']
+  await producer.sendMany(
+    statuses.map((status) => ({
+      type: 'update_status' as const,
+      payload: { message_type: 'update_status', version: 1, status },
+      key: 'one-key'
+    }))
+  )
+
+  const seen: string[] = []
+  const consumer = createConsumer({
+    transport,
+    groupId: useGroup(t),
+    topics: [topic],
+    codec: codec(),
+    routes: { update_status: { handler: (m) => void seen.push((m.value as { status: string }).status) } }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  await waitFor(() => seen.length === statuses.length, { timeout: 20_000 })
+  assert.deepEqual(
+    seen.map((s) => s.length),
+    statuses.map((s) => s.length)
+  )
+  assert.deepEqual(seen, statuses)
+})
+
 test('an unknown schema id and a value without the wire format go to the DLQ with their reason', async (t) => {
   const { url } = await useRegistry(t)
   const topic = await useTopic(t)
