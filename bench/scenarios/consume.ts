@@ -240,7 +240,9 @@ export const scenario: Scenario<Prepared> = {
     { name: 'kafkajs', label: 'KafkaJS eachMessage, manual commits' },
     { name: 'java', label: 'Kafka ConsumerPerformance (Java)' }
   ],
-  repeats: (quick) => (quick ? 1 : 3),
+  // A run lasts about a second: five of them keep one slow run (a busy neighbour, a GC
+  // at the wrong moment) from moving the median.
+  repeats: (quick) => (quick ? 1 : 5),
   parameters: (quick) => ({
     messages: quick ? 100_000 : 500_000,
     bytes: 200,
