@@ -537,9 +537,6 @@ const noHeaders: Map<string, Buffer> = new (class extends Map<string, Buffer> {
   override set(): this {
     throw new TypeError('the headers of a delivered record are read-only')
   }
-  override delete(): boolean {
-    return false
-  }
 })()
 
 function headerMap(headers: Array<[Buffer | null, Buffer | null]>): Map<string, Buffer> {

@@ -200,14 +200,8 @@ function toHeaderMap(headers: OutboundRecord['headers']): Map<string, Buffer> | 
   if (!headers) return undefined
   if (headers instanceof Map && onlyBytes(headers)) return headers as Map<string, Buffer>
   const map = new Map<string, Buffer>()
-  if (headers instanceof Map) {
-    for (const [key, value] of headers) map.set(key, typeof value === 'string' ? Buffer.from(value) : value)
-  } else {
-    for (const key in headers) {
-      const value = headers[key]!
-      map.set(key, typeof value === 'string' ? Buffer.from(value) : value)
-    }
-  }
+  for (const [key, value] of headers instanceof Map ? headers : Object.entries(headers))
+    map.set(key, toBuffer(value)!)
   return map
 }
 

@@ -160,7 +160,7 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
 /**
  * Envelope headers whose values repeat across messages (one spec version, a few types and
  * sources, one time per batch): their bytes are shared between records instead of encoded
- * for each. Ids are unique per message and stay text.
+ * for each. Ids (unique per message) are encoded for each.
  */
 const repeatingHeaders: ReadonlySet<string> = new Set([
   EnvelopeHeaders.specVersion,
