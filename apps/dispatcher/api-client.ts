@@ -360,7 +360,9 @@ export class ApiClient {
     if (kind === 'unauthorized') {
       log?.error(
         { api: this.url.origin, answer: detail },
-        'the API refuses the token: renew it (api.token, USER_TOKEN). Commands wait uncommitted and resume when a probe call succeeds'
+        Object.keys(this.#authorization()).length > 0
+          ? 'the API refuses the token: renew it (api.token, USER_TOKEN). Commands wait uncommitted and resume when a probe call succeeds'
+          : 'the API refuses anonymous calls: set a token (api.token, USER_TOKEN). Commands wait uncommitted and resume when a probe call succeeds'
       )
     } else {
       log?.warn(

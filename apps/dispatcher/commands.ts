@@ -9,7 +9,7 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import avro from 'avsc'
-import { type Codec, DecodeError, jsonCodec } from '../../src/codec/json.ts'
+import { type Codec, DecodeError, jsonCodec, preview } from '../../src/codec/json.ts'
 import { AvroCodec } from '../../src/schema/avro-codec.ts'
 import type { CatalogEntry } from '../../src/schema/catalog.ts'
 import type { SchemaRegistryClient } from '../../src/schema/registry-client.ts'
@@ -96,6 +96,15 @@ function describeErrors(errors: ErrorObject[] | null | undefined): string {
 
 type AvroType = ReturnType<typeof avro.Type.forSchema>
 
+/** Whether the first byte that is not JSON whitespace is `{`. */
+function startsLikeJsonObject(bytes: Buffer): boolean {
+  for (const byte of bytes) {
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue
+    return byte === 0x7b
+  }
+  return false
+}
+
 interface Version {
   version: number
   validate: ValidateFunction
@@ -111,8 +120,14 @@ export class CommandCodec implements Codec {
 
   constructor({
     registry,
-    catalog
-  }: { registry?: SchemaRegistryClient; catalog: Map<string, CatalogEntry[]> }) {
+    catalog,
+    logger
+  }: {
+    registry?: SchemaRegistryClient
+    catalog: Map<string, CatalogEntry[]>
+    /** Told (warn) of writer schemas with fields the catalog does not know, which decoding skips. */
+    logger?: { warn(object: object, message: string): void }
+  }) {
     const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false })
     const latest: Record<string, string> = {}
     for (const [type, entries] of catalog) {
@@ -130,12 +145,26 @@ export class CommandCodec implements Codec {
       )
     }
     this.#avro = registry
-      ? new AvroCodec({ registry, schemas: latest, subjectNameStrategy: 'topic-record' })
+      ? new AvroCodec({
+          registry,
+          schemas: latest,
+          subjectNameStrategy: 'topic-record',
+          onIgnoredFields: ({ schemaId, type, fields }) =>
+            logger?.warn(
+              { schemaId, messageType: type, fields },
+              `commands written with schema ${schemaId} carry fields the ${type} schema does not know; they are ignored`
+            )
+        })
       : undefined
   }
 
+  /**
+   * Avro when the value starts with the wire format's magic byte 0, JSON when it starts
+   * with `{` (after whitespace). With a registry, the topic's commands are Avro, so
+   * anything else is a framing error (`bad_magic_byte`); without one, it is not JSON.
+   */
   async decode(bytes: Buffer | null, context: { topic: string; headers: ReadonlyMap<string, Buffer> }) {
-    if (bytes && bytes.length >= 5 && bytes[0] === 0) {
+    if (bytes && bytes.length > 0 && bytes[0] === 0) {
       if (!this.#avro)
         throw new DecodeError(
           'no_registry',
@@ -143,6 +172,11 @@ export class CommandCodec implements Codec {
         )
       return this.#avro.decode(bytes)
     }
+    if (this.#avro && bytes && bytes.length > 0 && !startsLikeJsonObject(bytes))
+      throw new DecodeError(
+        'bad_magic_byte',
+        `the value is neither Avro in the wire format (magic byte 0) nor a JSON object: it starts ${preview(bytes)}`
+      )
     const value = jsonCodec.decode(bytes, context) as Json
     const type = value.message_type
     if (typeof type !== 'string' || type.length === 0)

@@ -40,6 +40,8 @@ export interface DispatcherSection {
 export interface ApiSection {
   url: string
   token?: Secret
+  /** Call the API without a token (refused by profiles whose API always needs one). Default false. */
+  anonymous: boolean
   authScheme: string
   timeout: number
   /** Retries of one HTTP call after a transient failure. */
@@ -85,6 +87,7 @@ export const dispatcherDefaults: DispatcherConfig = {
   },
   api: {
     url: 'http://localhost:8000/api',
+    anonymous: false,
     authScheme: 'Token',
     timeout: 30_000,
     retries: 3,
@@ -137,6 +140,10 @@ function validateOperation(operation: unknown, path: string, fail: (path: string
     )
       fail(`${path}.fields`, 'must list field names')
   }
+  if (op.allowUnfiltered !== undefined && typeof op.allowUnfiltered !== 'boolean')
+    fail(`${path}.allowUnfiltered`, 'must be true or false')
+  if (op.allowUnfiltered !== undefined && op.kind === 'upload')
+    fail(`${path}.allowUnfiltered`, 'applies to update and link operations (an upload finds its object by name)')
   if (op.kind === 'link') {
     if (typeof op.field !== 'string') fail(`${path}.field`, 'names the list field to add to (e.g. evidences)')
     const from = op.from as Record<string, unknown> | undefined
@@ -188,6 +195,15 @@ export const dispatcherExtension: ConfigExtension = {
     if (!Number.isInteger(api.outageThreshold) || api.outageThreshold < 1)
       fail('api.outageThreshold', 'must be an integer ≥ 1')
     if (typeof api.verifyCertificate !== 'boolean') fail('api.verifyCertificate', 'must be true or false')
+    if (typeof api.anonymous !== 'boolean') fail('api.anonymous', 'must be true or false')
+    const profile = dispatcher.profile === 'none' ? undefined : profiles[dispatcher.profile]
+    if (api.token === undefined && !api.anonymous)
+      fail(
+        'api.token',
+        `is required: set api.token or USER_TOKEN${profile?.needsToken ? '' : ' (or api.anonymous: true for an API that needs none)'}`
+      )
+    if (api.anonymous && profile?.needsToken)
+      fail('api.anonymous', `the ${profile.name} profile's API needs a token: set api.token or USER_TOKEN`)
     if (s3 !== undefined) {
       if (typeof s3.url !== 'string' || !/^https?:\/\/[^/]+/.test(s3.url))
         fail('s3.url', 'must be an http(s) URL')

@@ -93,7 +93,11 @@ export async function runDispatcher(loaded: LoadedDispatcherConfig): Promise<Run
             topics: [settings.topic],
             ordering: settings.ordering,
             concurrency: settings.concurrency,
-            codec: new CommandCodec({ catalog, ...(registry ? { registry } : {}) }),
+            codec: new CommandCodec({
+              catalog,
+              logger: logger.child({ component: 'commands' }),
+              ...(registry ? { registry } : {})
+            }),
             routes
           }
         ]

@@ -20,11 +20,19 @@ import {
   CommandError,
   type ParsedSelector,
   parseSelector,
+  requireFilter,
   resolveSelector
 } from './selectors.ts'
 
 export type Operation =
-  | { kind: 'update'; resource: string; method?: 'PATCH' | 'PUT'; fields?: string[] }
+  | {
+      kind: 'update'
+      resource: string
+      method?: 'PATCH' | 'PUT'
+      fields?: string[]
+      /** Let a selector without filters act on every object (with `target: multiple`). Default false. */
+      allowUnfiltered?: boolean
+    }
   | {
       kind: 'upload'
       resource: string
@@ -32,13 +40,22 @@ export type Operation =
       uploadPath?: string
       link?: { resource: string; field: string; selectorField: string }
     }
-  | { kind: 'link'; resource: string; field: string; from: { resource: string; selectorField: string } }
+  | {
+      kind: 'link'
+      resource: string
+      field: string
+      from: { resource: string; selectorField: string }
+      /** Let a selector without filters act on every object (with `target: multiple`). Default false. */
+      allowUnfiltered?: boolean
+    }
 
 /** A named set of operations for one API, and the call that proves the API is back. */
 export interface Profile {
   name: string
   /** GET path (relative to the API URL) that must answer 2xx for a closed API to reopen. */
   probePath: string
+  /** The API refuses anonymous calls: a missing token is a configuration error at start. */
+  needsToken: boolean
   operations: Record<string, Operation>
 }
 
@@ -46,6 +63,7 @@ export interface Profile {
 export const cisoAssistant: Profile = {
   name: 'ciso-assistant',
   probePath: 'applied-controls/?limit=1',
+  needsToken: true,
   operations: {
     update_applied_control: { kind: 'update', resource: 'applied-controls' },
     update_requirement_assessment: { kind: 'update', resource: 'requirement-assessments' },
@@ -117,13 +135,39 @@ function requiredString(values: Record<string, unknown>, field: string): string 
   return value
 }
 
-/** Strict base64 (standard or URL-safe alphabet, padding optional): a corrupt file is never uploaded. */
+/**
+ * Strict base64, so that a corrupt file is never uploaded. Accepted: the standard alphabet
+ * (`+`, `/`) with its padding, or the URL-safe alphabet (`-`, `_`) with or without padding;
+ * whitespace (line breaks) is ignored. Refused: other characters, both alphabets mixed, a
+ * length no encoding produces, missing padding in the standard alphabet (a text that lost
+ * its tail looks just like that), and non-zero bits after the last byte. A text made only
+ * of the characters both alphabets share is read as the standard one, so it must be padded.
+ */
 export function decodeBase64(text: string, path: string): Buffer {
   const compact = text.replace(/\s+/g, '')
   if (compact.length === 0) throw new CommandError('bad_base64', `${path} is empty`)
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(compact) || compact.replace(/=+$/, '').length % 4 === 1)
-    throw new CommandError('bad_base64', `${path} is not valid base64`)
-  return Buffer.from(compact, compact.includes('-') || compact.includes('_') ? 'base64url' : 'base64')
+  const fail = (why: string) => {
+    throw new CommandError('bad_base64', `${path} is not valid base64: ${why}`)
+  }
+  const urlSafe = /[-_]/.test(compact)
+  if (urlSafe && /[+/]/.test(compact)) fail('it mixes the standard and URL-safe alphabets')
+  if (!/^[A-Za-z0-9+/_-]*=*$/.test(compact))
+    fail('it has characters outside the base64 alphabet (or "=" before the end)')
+  const data = compact.replace(/=+$/, '')
+  const padded = data.length !== compact.length
+  if (compact.length - data.length > 2) fail('it has more than two padding characters')
+  if (data.length % 4 === 1) fail('its last group of 4 has a single character, which encodes no byte')
+  if (padded && compact.length % 4 !== 0) fail('the padding does not complete the last group of 4')
+  if (!padded && !urlSafe && data.length % 4 !== 0)
+    fail('the padding is missing (the text may have lost its end)')
+  const bytes = Buffer.from(data, urlSafe ? 'base64url' : 'base64')
+  // Re-encoding gives the text back only when the bits after the last byte are zero.
+  if (
+    bytes.toString('base64url').replace(/=+$/, '') !==
+    (urlSafe ? data : data.replaceAll('+', '-').replaceAll('/', '_'))
+  )
+    fail('the last character carries bits beyond the last byte (a truncated or altered text)')
+  return bytes
 }
 
 /** `Content-Disposition: attachment; filename=…` (RFC 6266), with `filename*` for non-ASCII names. */
@@ -163,6 +207,23 @@ async function addToList(
   await (deps.locks ? deps.locks.run(`${resource}/${target.id}`, step) : step())
 }
 
+/** Refuses `values` fields the operation does not know, instead of dropping them silently. */
+function onlyKnownFields(values: Record<string, unknown>, known: string[]): void {
+  const unknown = Object.keys(values).filter((field) => !known.includes(field))
+  if (unknown.length > 0)
+    throw new CommandError(
+      'invalid_command',
+      `${unknown.map((f) => `values.${f}`).join(', ')} ${unknown.length === 1 ? 'is not a field' : 'are not fields'} of this command (known: ${known.join(', ')})`
+    )
+}
+
+/** An optional selector in `values[field]`: absent, null or `{}` means none (as the original dispatcher read it). */
+function optionalSelector(values: Record<string, unknown>, field: string): ParsedSelector | undefined {
+  const given = values[field]
+  if (given == null || (typeof given === 'object' && Object.keys(given).length === 0)) return undefined
+  return requireFilter(parseSelector(given, `values.${field}`), `values.${field}`)
+}
+
 async function fileBytes(deps: OperationDependencies, values: Record<string, unknown>, signal: AbortSignal) {
   const fileName = requiredString(values, 'file_name')
   const content = values.file_content
@@ -193,7 +254,9 @@ async function runUpdate(
   deps: OperationDependencies,
   signal: AbortSignal
 ): Promise<string[]> {
+  const selector = requireFilter(parseSelector(command.selector), 'selector', operation.allowUnfiltered)
   const values = valuesOf(command)
+  if (operation.fields) onlyKnownFields(values, operation.fields)
   const body = operation.fields
     ? Object.fromEntries(operation.fields.filter((f) => f in values).map((f) => [f, values[f]]))
     : values
@@ -204,7 +267,6 @@ async function runUpdate(
     )
   if (Object.keys(body).length === 0)
     throw new CommandError('invalid_command', 'values is empty: nothing to update')
-  const selector = parseSelector(command.selector)
   const targets = await resolveSelector(deps.api, operation.resource, selector, { signal })
   for (const target of targets)
     await deps.api.request(operation.method ?? 'PATCH', `${operation.resource}/${target.id}/`, {
@@ -243,6 +305,9 @@ async function findOrCreate(
   }
 }
 
+/** The `values` fields an upload reads. */
+const uploadFields = ['name', 'file_name', 'file_content', 'file_s3_bucket', 'file_s3_key']
+
 async function runUpload(
   operation: Extract<Operation, { kind: 'upload' }>,
   command: Command,
@@ -250,20 +315,22 @@ async function runUpload(
   signal: AbortSignal
 ): Promise<string[]> {
   const values = valuesOf(command)
-  const linkSelector =
-    operation.link && values[operation.link.selectorField] != null
-      ? parseSelector(values[operation.link.selectorField], `values.${operation.link.selectorField}`)
-      : undefined
-  const { fileName, bytes } = await fileBytes(deps, values, signal)
+  onlyKnownFields(values, operation.link ? [...uploadFields, operation.link.selectorField] : uploadFields)
+  const linkSelector = operation.link ? optionalSelector(values, operation.link.selectorField) : undefined
   const given = parseSelector(command.selector)
-  const selector = Object.keys(given.filters).length > 0 ? given : { ...given, filters: { name: fileName } }
-  const objects = await findOrCreate(deps, operation.resource, selector, { name: fileName }, signal)
+  const { fileName, bytes } = await fileBytes(deps, values, signal)
+  // The object's name: `values.name`, else the file's name (to find it and to create it).
+  const name = typeof values.name === 'string' && values.name.length > 0 ? values.name : fileName
+  const selector = Object.keys(given.filters).length > 0 ? given : { ...given, filters: { name } }
+  // Every selector is resolved before the first change: a link that matches nothing
+  // leaves no empty object behind.
   const links = linkSelector
     ? await resolveSelector(deps.api, operation.link!.resource, linkSelector, {
         signal,
         path: `values.${operation.link!.selectorField}`
       })
     : []
+  const objects = await findOrCreate(deps, operation.resource, selector, { name }, signal)
   for (const object of objects) {
     await deps.api.request(
       'POST',
@@ -289,20 +356,20 @@ async function runLink(
   deps: OperationDependencies,
   signal: AbortSignal
 ): Promise<string[]> {
+  const selector = requireFilter(parseSelector(command.selector), 'selector', operation.allowUnfiltered)
   const values = valuesOf(command)
+  onlyKnownFields(values, [operation.from.selectorField])
   const path = `values.${operation.from.selectorField}`
   if (values[operation.from.selectorField] == null)
     throw new CommandError('invalid_command', `${path} is required`)
-  const itemSelector = parseSelector(values[operation.from.selectorField], path)
+  const itemSelector = requireFilter(parseSelector(values[operation.from.selectorField], path), path)
   const [item] = await resolveSelector(
     deps.api,
     operation.from.resource,
     { ...itemSelector, target: 'single' },
     { signal, path }
   )
-  const targets = await resolveSelector(deps.api, operation.resource, parseSelector(command.selector), {
-    signal
-  })
+  const targets = await resolveSelector(deps.api, operation.resource, selector, { signal })
   for (const target of targets)
     await addToList(deps, operation.resource, target, operation.field, item!.id, signal)
   return targets.map((t) => t.id)

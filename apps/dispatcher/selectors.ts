@@ -39,6 +39,12 @@ export function parseSelector(selector: unknown, path = 'selector'): ParsedSelec
         'invalid_command',
         `${path}.${key} must be a string, got ${JSON.stringify(value)}`
       )
+    // Django REST Framework's filters (and most APIs') skip an empty value: it would match everything.
+    if (value.length === 0 && key !== 'target')
+      throw new CommandError(
+        'invalid_command',
+        `${path}.${key} is empty: an empty filter matches every object`
+      )
     if (key === 'target') {
       if (value !== 'single' && value !== 'multiple')
         throw new CommandError(
@@ -49,6 +55,24 @@ export function parseSelector(selector: unknown, path = 'selector'): ParsedSelec
     } else filters[key] = value
   }
   return { filters, target }
+}
+
+/**
+ * Refuses a selector without filters: it would list every object of the resource, and
+ * the command would act on objects nobody named. `allowUnfiltered` (an operation's
+ * explicit opt-in) lets it through.
+ */
+export function requireFilter(
+  selector: ParsedSelector,
+  path = 'selector',
+  allowUnfiltered = false
+): ParsedSelector {
+  if (!allowUnfiltered && Object.keys(selector.filters).length === 0)
+    throw new CommandError(
+      'invalid_command',
+      `the ${path === 'selector' ? 'selector' : `selector ${path}`} names no filter: refusing to act on every object`
+    )
+  return selector
 }
 
 function describe(resource: string, filters: Record<string, string>): string {
@@ -140,7 +164,7 @@ export async function resolveSelector(
   if (objects.length > 1 && target === 'single')
     throw new CommandError(
       'ambiguous_selector',
-      `expected a single object, got ${objects.length} (${path}: ${describe(resource, filters)}; set target: multiple to act on all)`
+      `expected a single object, got ${objects.length} (${path}: ${describe(resource, filters)}): narrow the selector to name one object`
     )
   return objects
 }

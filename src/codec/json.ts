@@ -23,6 +23,27 @@ export class DecodeError extends ConveyorError {
 }
 
 /**
+ * What `JSON.parse` found wrong, without the copy of the input V8 puts in its message
+ * (`Unexpected token 'h', "hello" is not valid JSON`): the input is shown once, by `preview`.
+ */
+function parseProblem(error: Error): string {
+  return error.message
+    .replace(/,? ".*"(\.\.\.)? is not valid JSON$/s, '')
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+}
+
+/** The first bytes of a value for an error message: escaped text when it is text, else hex. */
+export function preview(bytes: Buffer, max = 32): string {
+  const head = bytes.subarray(0, max)
+  const more = bytes.length > max ? ` … (${bytes.length} bytes)` : ''
+  const text = head.toString('utf8')
+  // Mostly printable text (a cut multi-byte character at the end is fine): show it escaped.
+  const printable = text.replace(/[\u0000-\u0008\u000e-\u001f\u007f\ufffd]/g, '').length
+  if (printable >= text.length - 1 && printable > 0) return `${JSON.stringify(text)}${more}`
+  return `with bytes ${head.toString('hex').replace(/(..)(?!$)/g, '$1 ')}${more}`
+}
+
+/**
  * JSON objects (UTF-8). Anything else is a `DecodeError`: an empty value
  * (`empty_value`), text that is not JSON (`invalid_json`), JSON that is not an object
  * (`not_an_object`).
@@ -35,7 +56,10 @@ export const jsonCodec: Codec = Object.freeze({
     try {
       value = JSON.parse(bytes.toString('utf8'))
     } catch (error) {
-      throw new DecodeError('invalid_json', `the value is not valid JSON: ${(error as Error).message}`, error)
+      throw new DecodeError(
+        'invalid_json',
+        `the value is not valid JSON: ${parseProblem(error as Error)}; it starts ${preview(bytes)}`
+      )
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`

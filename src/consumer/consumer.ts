@@ -929,7 +929,7 @@ export class ConveyorConsumer {
         const what =
           type === undefined
             ? `it names no message type (${describeSource(this.#options.typeFrom)})`
-            : `no route handles type "${type}"`
+            : `no route handles type "${type}" (known: ${knownTypes(this.#routes)})`
         throw new ConveyorError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `the message cannot be routed: ${what}`)
       }
       message = new DeliveredMessage(record, route.type, value, 1)
@@ -1180,4 +1180,11 @@ function describeSource(source: TypeSource): string {
 /** Creates a consumer; see `ConveyorConsumer`. */
 export function createConsumer(options: ConsumerOptions): ConveyorConsumer {
   return new ConveyorConsumer(options)
+}
+
+/** The types a consumer routes, for an error about one it does not (at most 20 named). */
+function knownTypes(routes: ReadonlyMap<string, unknown>): string {
+  const types = [...routes.keys()]
+  if (types.length === 0) return 'none'
+  return types.length > 20 ? `${types.slice(0, 20).join(', ')} and ${types.length - 20} more` : types.join(', ')
 }

@@ -23,6 +23,11 @@ export interface AvroCodecOptions {
   target?: 'key' | 'value'
   /** Register schemas when encoding (default) or only look them up. */
   autoRegister?: boolean
+  /**
+   * Told once per writer schema whose fields the reader schema lacks (Avro's resolution
+   * skips them): `fields` are their paths, e.g. `values.comment`.
+   */
+  onIgnoredFields?: (event: { schemaId: number; type: string; fields: string[] }) => void
 }
 
 type AvroType = ReturnType<typeof avro.Type.forSchema>
@@ -49,6 +54,7 @@ export class AvroCodec implements Codec {
   /** Ids already known, by topic and type: the encoding hot path. */
   readonly #resolved = new Map<string, Map<string, number>>()
   readonly #sources = new Map<string, string>()
+  readonly #onIgnoredFields: AvroCodecOptions['onIgnoredFields']
 
   constructor(options: AvroCodecOptions) {
     this.#registry = options.registry
@@ -57,6 +63,7 @@ export class AvroCodec implements Codec {
     this.#strategy = options.subjectNameStrategy ?? 'topic'
     this.#autoRegister = options.autoRegister ?? true
     this.#target = options.target ?? 'value'
+    this.#onIgnoredFields = options.onIgnoredFields
     for (const [type, schema] of Object.entries(options.schemas ?? {})) {
       try {
         this.#readers.set(
@@ -97,7 +104,9 @@ export class AvroCodec implements Codec {
     let resolver = this.#resolvers.get(key)
     if (!resolver) {
       try {
-        resolver = reader.createResolver(writer)
+        // Named types match on their short names (as in Avro's Java reader and the
+        // registry's compatibility rules): a writer under another namespace is readable.
+        resolver = reader.createResolver(writer, { ignoreNamespaces: true } as never)
       } catch (error) {
         throw new DecodeError(
           'incompatible_schema',
@@ -106,6 +115,8 @@ export class AvroCodec implements Codec {
         )
       }
       this.#resolvers.set(key, resolver)
+      const ignored = this.#onIgnoredFields ? fieldsOnlyIn(writer, reader) : []
+      if (ignored.length > 0) this.#onIgnoredFields!({ schemaId, type, fields: ignored })
     }
     return reader.fromBuffer(payload, resolver as never)
   }
@@ -178,6 +189,31 @@ export class AvroCodec implements Codec {
         return `${topic}-${this.#target}`
     }
   }
+}
+
+type AvroField = { name: string; type: AvroType; aliases?: string[] }
+
+/** The record inside a type: itself, or the one record branch of a union (e.g. `["null", record]`). */
+function recordOf(type: AvroType): { fields: AvroField[] } | undefined {
+  const t = type as unknown as { typeName: string; fields?: AvroField[]; types?: AvroType[] }
+  if (t.typeName === 'record' || t.typeName === 'error') return t as { fields: AvroField[] }
+  const records = (t.types ?? []).map(recordOf).filter((r) => r !== undefined)
+  return records.length === 1 ? records[0] : undefined
+}
+
+/** Paths of the writer's record fields that the reader has no field (or alias) for. */
+export function fieldsOnlyIn(writer: AvroType, reader: AvroType, path = ''): string[] {
+  const w = recordOf(writer)
+  const r = recordOf(reader)
+  if (!w || !r) return []
+  const found: string[] = []
+  for (const field of w.fields) {
+    const match = r.fields.find((f) => f.name === field.name || f.aliases?.includes(field.name))
+    const at = path ? `${path}.${field.name}` : field.name
+    if (!match) found.push(at)
+    else found.push(...fieldsOnlyIn(field.type, match.type, at))
+  }
+  return found
 }
 
 /**

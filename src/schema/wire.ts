@@ -25,7 +25,9 @@ export function unframe(bytes: Buffer | null): { schemaId: number; payload: Buff
   if (bytes === null || bytes.length < 5) {
     throw new DecodeError(
       'bad_magic_byte',
-      `the value is not in the schema registry wire format (${bytes === null ? 'no value' : `${bytes.length} bytes`})`
+      bytes === null
+        ? 'the record has no value (the schema registry wire format needs at least 5 bytes)'
+        : `the value is too short for the schema registry wire format: ${bytes.length} bytes, where the magic byte and schema id alone take 5`
     )
   }
   if (bytes[0] !== 0) {

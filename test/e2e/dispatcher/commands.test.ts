@@ -111,14 +111,14 @@ describe('command dispatcher: each message type becomes the exact REST calls', (
     const [evidence] = d.fake.list('evidences')
     assert.ok(evidence)
     assert.deepEqual(calls, [
+      'GET /api/applied-controls/?ref_id=AC-1',
       'GET /api/evidences/?name=report.pdf',
       'POST /api/evidences/',
-      'GET /api/applied-controls/?ref_id=AC-1',
       `POST /api/evidences/${evidence.id}/upload/`,
       `GET /api/applied-controls/${control.id}/`,
       `PATCH /api/applied-controls/${control.id}/`
     ])
-    assert.deepEqual(d.fake.calls[1]!.body, { name: 'report.pdf' })
+    assert.deepEqual(d.fake.calls[2]!.body, { name: 'report.pdf' })
     assert.deepEqual(d.fake.calls[3]!.body, { bytes: content.length, fileName: 'report.pdf' })
     assert.deepEqual(d.fake.uploads[0]!.bytes, content)
     assert.deepEqual(d.fake.calls[5]!.body, { evidences: [evidence.id] })
@@ -147,8 +147,8 @@ describe('command dispatcher: each message type becomes the exact REST calls', (
     })
     const calls = await callsAfter(d.fake, 8)
     assert.deepEqual(calls.slice(0, 3), [
-      'GET /api/evidences/?ref_id=EV-1',
       'GET /api/applied-controls/?folder=F1',
+      'GET /api/evidences/?ref_id=EV-1',
       `POST /api/evidences/${evidence.id}/upload/`
     ])
     assert.deepEqual(calls.slice(3), [

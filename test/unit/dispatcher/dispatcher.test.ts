@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import aws4 from 'aws4'
 import { ApiClient } from '../../../apps/dispatcher/api-client.ts'
@@ -8,7 +10,7 @@ import { CommandCodec } from '../../../apps/dispatcher/commands.ts'
 import { dispatcherDefaults, dispatcherEnv, loadDispatcherConfig } from '../../../apps/dispatcher/config.ts'
 import { contentDisposition, decodeBase64, KeyedLock } from '../../../apps/dispatcher/operations.ts'
 import { signV4 } from '../../../apps/dispatcher/s3.ts'
-import { parseSelector } from '../../../apps/dispatcher/selectors.ts'
+import { parseSelector, requireFilter } from '../../../apps/dispatcher/selectors.ts'
 import { loadCatalog } from '../../../src/schema/catalog.ts'
 
 const emptyHash = createHash('sha256').update('').digest('hex')
@@ -74,16 +76,37 @@ describe('S3 Signature Version 4', () => {
 })
 
 describe('command payload checks', () => {
-  test('base64: standard and URL-safe alphabets, padding optional; anything else is bad_base64', () => {
+  test('base64: the padded standard alphabet and the URL-safe one (padding optional) decode; whitespace is ignored', () => {
     assert.equal(decodeBase64('aGVsbG8=', 'f').toString(), 'hello')
-    assert.equal(decodeBase64('aGVsbG8', 'f').toString(), 'hello')
     assert.equal(decodeBase64('aGVs\nbG8=', 'f').toString(), 'hello')
+    assert.equal(decodeBase64('aGk=', 'f').toString(), 'hi')
+    assert.equal(decodeBase64('AAAA', 'f').length, 3)
     assert.deepEqual(decodeBase64('-_8=', 'f'), Buffer.from([0xfb, 0xff]))
-    for (const bad of ['', 'not base64!!', 'a', 'aGVsbG8===', '%%%'])
+    assert.deepEqual(decodeBase64('-_8', 'f'), Buffer.from([0xfb, 0xff]))
+  })
+
+  test('base64 that lost its padding or tail, or was altered, is refused as bad_base64 (a corrupt file is never uploaded)', () => {
+    const refused = {
+      abc: /padding is missing/, // a standard text that lost its "=": Buffer.from would give 2 bytes
+      aGVsbG8: /padding is missing/,
+      'abd=': /bits beyond the last byte/, // the last character was altered
+      'YR==': /bits beyond the last byte/,
+      'aGl=': /bits beyond the last byte/,
+      a: /single character/,
+      'aGVsbG8===': /more than two padding/,
+      'aGk=aGk=': /"=" before the end/,
+      '+-8=': /mixes the standard and URL-safe/,
+      'not base64!!': /outside the base64 alphabet/,
+      '%%%': /outside the base64 alphabet/,
+      'aGVsbG8=A': /"=" before the end/,
+      'YQ=': /padding does not complete/,
+      '': /is empty/
+    }
+    for (const [text, why] of Object.entries(refused))
       assert.throws(
-        () => decodeBase64(bad, 'values.file_content'),
-        { reason: 'bad_base64' },
-        JSON.stringify(bad)
+        () => decodeBase64(text, 'values.file_content'),
+        { reason: 'bad_base64', message: why },
+        JSON.stringify(text)
       )
   })
 
@@ -105,6 +128,28 @@ describe('command payload checks', () => {
     assert.throws(() => parseSelector({ target: 'all' }), { reason: 'invalid_selector' })
     assert.throws(() => parseSelector({ ref_id: 1 }), /selector\.ref_id must be a string/)
     assert.throws(() => parseSelector('AC-1'), { reason: 'invalid_command' })
+  })
+
+  test('selectors: an empty filter value is refused (APIs skip it, so it would match every object)', () => {
+    assert.throws(() => parseSelector({ ref_id: '' }), {
+      reason: 'invalid_command',
+      message: 'selector.ref_id is empty: an empty filter matches every object'
+    })
+  })
+
+  test('selectors: one without filters is refused unless the operation opts in', () => {
+    for (const selector of [undefined, {}, { target: 'multiple' }])
+      assert.throws(() => requireFilter(parseSelector(selector)), {
+        reason: 'invalid_command',
+        message: /^the selector names no filter/
+      })
+    assert.throws(() => requireFilter(parseSelector({}, 'values.evidence'), 'values.evidence'), {
+      message: /^the selector values\.evidence names no filter/
+    })
+    assert.deepEqual(requireFilter(parseSelector({ target: 'multiple' }), 'selector', true), {
+      filters: {},
+      target: 'multiple'
+    })
   })
 
   test('KeyedLock runs work of one key one at a time, other keys in parallel', async () => {
@@ -141,7 +186,8 @@ describe('JSON commands are validated against a JSON Schema derived from the Avr
         file_content: 'aGk=',
         file_s3_bucket: null,
         file_s3_key: null,
-        applied_controls: null
+        applied_controls: null,
+        name: null
       }
     })
   })
@@ -207,7 +253,7 @@ describe('dispatcher configuration', () => {
   })
 
   test('defaults: observation, CISO Assistant at localhost:8000, 3 retries with exponential backoff', async () => {
-    const { config } = await loadDispatcherConfig({ env: {} })
+    const { config } = await loadDispatcherConfig({ env: { USER_TOKEN: 'pat-1' } })
     assert.equal(config.dispatcher.topic, 'observation')
     assert.equal(config.dispatcher.profile, 'ciso-assistant')
     assert.equal(config.api.url, 'http://localhost:8000/api')
@@ -218,6 +264,37 @@ describe('dispatcher configuration', () => {
       maxDelay: 30_000
     })
     assert.equal(config.api.retries, 3)
+  })
+
+  test('without a token the CISO Assistant profile refuses to start, naming api.token and USER_TOKEN', async () => {
+    await assert.rejects(loadDispatcherConfig({ env: {} }), {
+      message: 'api.token (from default): is required: set api.token or USER_TOKEN'
+    })
+  })
+
+  test('an API without a token is allowed only when the configuration says api.anonymous', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'dispatcher-config-'))
+    const file = (name: string, config: unknown) => {
+      writeFileSync(join(directory, name), JSON.stringify(config))
+      return join(directory, name)
+    }
+    const operations = { close_ticket: { kind: 'update', resource: 'tickets' } }
+    await assert.rejects(
+      loadDispatcherConfig({
+        file: file('none.json', { dispatcher: { profile: 'none', operations } }),
+        env: {}
+      }),
+      { message: /api\.token .*is required: set api\.token or USER_TOKEN \(or api\.anonymous: true/ }
+    )
+    const { config } = await loadDispatcherConfig({
+      file: file('anonymous.json', { dispatcher: { profile: 'none', operations }, api: { anonymous: true } }),
+      env: {}
+    })
+    assert.equal(config.api.anonymous, true)
+    await assert.rejects(
+      loadDispatcherConfig({ file: file('ciso.json', { api: { anonymous: true } }), env: {} }),
+      { message: /api\.anonymous .*the ciso-assistant profile's API needs a token/ }
+    )
   })
 
   test('an invalid value is refused with the setting and where it came from', async () => {
