@@ -25,6 +25,7 @@ export interface Backoff {
 }
 
 export interface ApiLogger {
+  debug(object: object, message: string): void
   info(object: object, message: string): void
   warn(object: object, message: string): void
   error(object: object, message: string): void
@@ -54,6 +55,18 @@ export interface ApiClientOptions {
   /** Extra CA certificates (PEM) for the API's TLS certificate. */
   ca?: string | Buffer
   logger?: ApiLogger
+  /** Told of every call that failed transiently and will be repeated (for a metric). */
+  onRetry?: (event: CallRetry) => void
+}
+
+/** A call that failed transiently and is repeated after `delay` ms (`attempt` 1 = the first repeat). */
+export interface CallRetry {
+  method: string
+  target: string
+  reason: string
+  status: number | undefined
+  attempt: number
+  delay: number
 }
 
 export interface ApiResponse {
@@ -137,14 +150,16 @@ const unavailableStatuses = new Set([502, 503, 504])
 
 export class ApiClient {
   readonly url: URL
-  readonly #options: Required<Omit<ApiClientOptions, 'token' | 'ca' | 'logger' | 'probePath'>> &
-    Pick<ApiClientOptions, 'token' | 'logger' | 'probePath'>
+  readonly #options: Required<Omit<ApiClientOptions, 'token' | 'ca' | 'logger' | 'probePath' | 'onRetry'>> &
+    Pick<ApiClientOptions, 'token' | 'logger' | 'probePath' | 'onRetry'>
   readonly #agent: Agent
   #closed: Closed | undefined
   #reopened: { promise: Promise<void>; resolve: () => void } | undefined
   #unreachableInARow = 0
   #prober: Promise<void> | undefined
   readonly #shutdown = new AbortController()
+  /** Aborted by `stopWaiting()`: waits for a closed API and backoffs between call retries end. */
+  readonly #stopWaits = new AbortController()
 
   constructor(options: ApiClientOptions) {
     this.url = new URL(options.url.endsWith('/') ? options.url : `${options.url}/`)
@@ -261,8 +276,38 @@ export class ApiClient {
       if (failures > this.#options.retries) throw error
       const retryAfter =
         'response' in outcome ? retryAfterMs(outcome.response.headers['retry-after']) : undefined
-      await sleep(retryAfter ?? delay(this.#options.backoff, failures), undefined, { signal })
+      const wait = retryAfter ?? delay(this.#options.backoff, failures)
+      const retry = {
+        method,
+        target,
+        reason: error.reason,
+        status: error.status,
+        attempt: failures,
+        delay: wait
+      }
+      this.#options.logger?.debug({ ...retry, error: error.message }, 'API call failed, will retry')
+      this.#options.onRetry?.(retry)
+      await sleep(wait, undefined, { signal: AbortSignal.any([signal, this.#stopWaits.signal]) }).catch(
+        (aborted) => {
+          this.#stopWaits.signal.throwIfAborted()
+          throw aborted
+        }
+      )
     }
+  }
+
+  /**
+   * Ends every wait at once: calls waiting for a closed API to reopen, and backoffs between
+   * a call's retries, reject with a "stopping" error. A service calls it when it begins to
+   * stop: such a command is not committed anyway, and waiting for it would only hold the
+   * stop for the whole drain timeout. Calls in progress go on.
+   */
+  stopWaiting(): void {
+    this.#stopWaits.abort(
+      new ConveyorError(ErrorCodes.STATE, 'the service is stopping: the call was not made', {
+        retryable: true
+      })
+    )
   }
 
   /** Stops probing and closes connections; waiting calls reject. */
@@ -375,8 +420,9 @@ export class ApiClient {
     })
   }
 
-  async #whenOpen(signal: AbortSignal): Promise<void> {
+  async #whenOpen(callSignal: AbortSignal): Promise<void> {
     while (this.#reopened) {
+      const signal = AbortSignal.any([this.#stopWaits.signal, callSignal])
       signal.throwIfAborted()
       const aborted = new Promise<never>((_, reject) => {
         signal.addEventListener('abort', () => reject(signal.reason), { once: true })

@@ -143,7 +143,10 @@ function validateOperation(operation: unknown, path: string, fail: (path: string
   if (op.allowUnfiltered !== undefined && typeof op.allowUnfiltered !== 'boolean')
     fail(`${path}.allowUnfiltered`, 'must be true or false')
   if (op.allowUnfiltered !== undefined && op.kind === 'upload')
-    fail(`${path}.allowUnfiltered`, 'applies to update and link operations (an upload finds its object by name)')
+    fail(
+      `${path}.allowUnfiltered`,
+      'applies to update and link operations (an upload finds its object by name)'
+    )
   if (op.kind === 'link') {
     if (typeof op.field !== 'string') fail(`${path}.field`, 'names the list field to add to (e.g. evidences)')
     const from = op.from as Record<string, unknown> | undefined

@@ -7,6 +7,7 @@
  * credentials and outages make commands wait, uncommitted, and turn readiness off.
  */
 import { readFileSync } from 'node:fs'
+import { Counter } from 'prom-client'
 import { createLogger } from '../../src/instrumentation/logging.ts'
 import { bounded } from '../../src/retry/policy.ts'
 import type { Routes } from '../../src/routing/routes.ts'
@@ -36,6 +37,7 @@ export async function runDispatcher(loaded: LoadedDispatcherConfig): Promise<Run
   const settings = config.dispatcher
   const logger = createLogger({ level: config.log.level, pretty: config.log.pretty, redact: secretPaths })
   const profile = settings.profile === 'none' ? undefined : profiles[settings.profile]
+  let callRetries: Counter | undefined
   const operations = { ...profile?.operations, ...settings.operations }
   const api = new ApiClient({
     url: config.api.url,
@@ -51,7 +53,8 @@ export async function runDispatcher(loaded: LoadedDispatcherConfig): Promise<Run
     ...((config.api.probePath ?? profile?.probePath) !== undefined
       ? { probePath: config.api.probePath ?? profile!.probePath }
       : {}),
-    logger: logger.child({ component: 'api' })
+    logger: logger.child({ component: 'api' }),
+    onRetry: (retry) => callRetries?.inc({ method: retry.method, reason: retry.reason })
   })
   const s3 = config.s3
     ? new S3Reader({
@@ -106,6 +109,15 @@ export async function runDispatcher(loaded: LoadedDispatcherConfig): Promise<Run
     {
       healthChecks: { api: () => api.problems() },
       status: () => ({ api: api.availability() }),
+      metrics: (registry) => {
+        callRetries = new Counter({
+          name: 'conveyor_api_call_retries_total',
+          help: 'API calls that failed transiently and are repeated (up to api.retries per call), by method and reason.',
+          labelNames: ['method', 'reason'],
+          registers: [registry]
+        })
+      },
+      onStopping: () => api.stopWaiting(),
       onStop: () => api.close()
     }
   ).catch(async (error) => {
@@ -113,7 +125,7 @@ export async function runDispatcher(loaded: LoadedDispatcherConfig): Promise<Run
     throw error
   })
   logger.info(
-    { api: api.url.href, topic: settings.topic, types: Object.keys(operations) },
+    { url: service.url, api: api.url.href, topic: settings.topic, types: Object.keys(operations) },
     'dispatcher started'
   )
   return { ...service, api, operations }

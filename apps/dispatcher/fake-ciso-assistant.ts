@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { listen } from '../../src/util/listen.ts'
 
 export type FakeObject = { id: string; [field: string]: unknown }
 
@@ -142,10 +143,7 @@ export class FakeCisoAssistant {
       this.#sockets.add(socket)
       socket.on('close', () => this.#sockets.delete(socket))
     })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.#port, this.#host, () => resolve())
-    })
+    await listen(server, this.#port, this.#host, 'the fake API port (--api-port)')
     this.#port = (server.address() as AddressInfo).port
     this.#server = server
     this.down = false

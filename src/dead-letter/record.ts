@@ -1,3 +1,5 @@
+import { sep } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { InboundRecord, OutboundRecord } from '../transport/types.ts'
 
 /** Headers Conveyor adds to a dead-lettered record (the original headers are kept too). */
@@ -18,6 +20,24 @@ export const DeadLetterHeaders = {
 
 /** Stacks are cut to this many characters: enough to find the frame, small enough for a header. */
 export const maxStackLength = 4_000
+
+/** Conveyor's own folder (`…/node_modules/<package>/` once installed), with a trailing slash. */
+const packageRoot = fileURLToPath(new URL('../../', import.meta.url))
+
+/**
+ * A stack without the machine's absolute paths: frames in Conveyor's package are named
+ * relative to it, frames under the working directory (the service's own code) relative to
+ * that. A DLQ record travels to other teams and tools; where the install lives is not theirs
+ * to know, and the paths only made the header long.
+ */
+export function relativeStack(stack: string, cwd = `${process.cwd()}${sep}`): string {
+  let result = stack
+  for (const root of [packageRoot, cwd].sort((a, b) => b.length - a.length)) {
+    if (root === sep) continue
+    result = result.replaceAll(pathToFileURL(root).href, '').replaceAll(root, '')
+  }
+  return result
+}
 
 export interface DeadLetterDetails {
   topic: string
@@ -49,7 +69,7 @@ export function deadLetterRecord(record: InboundRecord, details: DeadLetterDetai
     typeof error?.message === 'string' ? error.message : String(details.error)
   )
   if (typeof error?.stack === 'string')
-    add(DeadLetterHeaders.errorStack, error.stack.slice(0, maxStackLength))
+    add(DeadLetterHeaders.errorStack, relativeStack(error.stack).slice(0, maxStackLength))
   add(DeadLetterHeaders.attempts, String(details.attempts))
   add(DeadLetterHeaders.firstFailureTime, details.firstFailure.toISOString())
   add(DeadLetterHeaders.lastFailureTime, details.lastFailure.toISOString())

@@ -78,6 +78,11 @@ function coordinates(record: { topic: string; partition: number; offset: bigint;
 /** Subscribes the logger to the runtime's channels; returns a function that unsubscribes. */
 export function enableLogging({ logger, sampleEvery = 1 }: LoggingOptions): () => void {
   let processed = 0
+  // A dead-lettered message is one line: what the DLQ write said (reason, error, topic)
+  // is kept until the message's outcome, and logged with it.
+  const deadLetters = new Map<string, DeadLetteredEvent>()
+  const recordKey = (group: string, record: { topic: string; partition: number; offset: bigint }) =>
+    `${group}\u0000${record.topic}\u0000${record.partition}\u0000${record.offset}`
   const logPartitions = (message: unknown, text: string) => {
     const event = message as PartitionsEvent
     logger.info(
@@ -89,6 +94,12 @@ export function enableLogging({ logger, sampleEvery = 1 }: LoggingOptions): () =
     [Channels.messageHandled]: (message) => {
       const event = message as MessageHandledEvent
       if (event.outcome === 'processed' && processed++ % sampleEvery !== 0) return
+      let dead: DeadLetteredEvent | undefined
+      if (event.outcome === 'dead-lettered') {
+        const key = recordKey(event.groupId, event.record)
+        dead = deadLetters.get(key)
+        deadLetters.delete(key)
+      }
       logger[event.outcome === 'dead-lettered' ? 'warn' : 'info'](
         {
           group: event.groupId,
@@ -96,7 +107,8 @@ export function enableLogging({ logger, sampleEvery = 1 }: LoggingOptions): () =
           ...coordinates(event.record),
           attempt: event.attempts,
           durationMs: Math.round(event.duration * 100) / 100,
-          outcome: event.outcome
+          outcome: event.outcome,
+          ...(dead ? { dlqTopic: dead.topic, reason: dead.reason, err: dead.error } : {})
         },
         `message ${event.outcome}`
       )
@@ -117,17 +129,9 @@ export function enableLogging({ logger, sampleEvery = 1 }: LoggingOptions): () =
     },
     [Channels.deadLettered]: (message) => {
       const event = message as DeadLetteredEvent
-      logger.warn(
-        {
-          group: event.groupId,
-          ...coordinates(event.record),
-          dlqTopic: event.topic,
-          reason: event.reason,
-          attempt: event.attempts,
-          err: event.error
-        },
-        'message dead-lettered'
-      )
+      // Logged with the message's outcome, which follows at once (see messageHandled).
+      if (deadLetters.size >= 10_000) deadLetters.clear() // outcomes that never came: forget them
+      deadLetters.set(recordKey(event.groupId, event.record), event)
     },
     [Channels.deadLetterFailed]: (message) => {
       const event = message as DeadLetterFailedEvent

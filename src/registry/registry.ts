@@ -4,6 +4,7 @@ import type { KafkaConnection } from '../kafka/connection.ts'
 import { type AvroSchema, normalizeAvro, parseAvro } from '../schema/avro/model.ts'
 import { type CompatibilityLevel, CompatibilityLevels, checkCompatibility } from '../schema/compatibility.ts'
 import type { SchemaReference, SchemaType } from '../schema/registry-client.ts'
+import { listen } from '../util/listen.ts'
 import { RegistryElection } from './election.ts'
 import { SchemasLog } from './kafka-log.ts'
 import {
@@ -80,9 +81,17 @@ export class EmbeddedRegistry {
   async start(): Promise<string> {
     await this.#log.start()
     this.#server = createServer((request, response) => void this.#serve(request, response))
-    await new Promise<void>((resolve) =>
-      this.#server!.listen(this.#options.port ?? 8081, this.#options.host ?? '127.0.0.1', resolve)
-    )
+    try {
+      await listen(
+        this.#server,
+        this.#options.port ?? 8081,
+        this.#options.host ?? '127.0.0.1',
+        'registry port'
+      )
+    } catch (error) {
+      await this.#log.close()
+      throw error
+    }
     const { address, port } = this.#server.address() as AddressInfo
     const url = `http://${address}:${port}`
     if (this.#options.elect !== false) {

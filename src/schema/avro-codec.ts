@@ -116,7 +116,7 @@ export class AvroCodec implements Codec {
       }
       this.#resolvers.set(key, resolver)
       const ignored = this.#onIgnoredFields ? fieldsOnlyIn(writer, reader) : []
-      if (ignored.length > 0) this.#onIgnoredFields!({ schemaId, type, fields: ignored })
+      if (ignored.length > 0) this.#onIgnoredFields!({ schemaId, type: type as string, fields: ignored })
     }
     return reader.fromBuffer(payload, resolver as never)
   }

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
+import { listen } from '../util/listen.ts'
 import type { HealthMonitor } from './health.ts'
 
 export interface ServiceHttpOptions {
@@ -44,7 +45,7 @@ export async function startServiceHttp({
     }
     json(404, { error: 'not found' })
   })
-  await new Promise<void>((resolve) => server.listen(port, host, resolve))
+  await listen(server, port, host, 'http.port')
   const address = server.address() as AddressInfo
   return {
     url: `http://${address.address === '0.0.0.0' ? '127.0.0.1' : address.address}:${address.port}`,

@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import type { Registry } from 'prom-client'
 import type { Codec } from '../codec/json.ts'
 import { type ConveyorConsumer, createConsumer } from '../consumer/consumer.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
@@ -30,8 +31,15 @@ export interface ServiceExtras {
   healthChecks?: Record<string, () => string[]>
   /** Added to `/status`. */
   status?: () => Record<string, unknown>
+  /**
+   * Runs as soon as a stop begins, before the consumers drain: end waits that cannot
+   * finish (their messages stay uncommitted), so the stop does not sit out the drain timeout.
+   */
+  onStopping?: () => void
   /** Runs after the consumers have drained, before the connection closes. */
   onStop?: () => Promise<void>
+  /** Adds the application's own metrics to the service's registry (served at `/metrics`). */
+  metrics?: (registry: Registry) => void
 }
 
 /** The registry client a configuration describes, or `undefined` without `registry`. */
@@ -78,6 +86,7 @@ export async function runService(
   await verifyConnection(connection, { timeout: 30_000 })
   const disableLogging = enableLogging({ logger, sampleEvery: config.log.sampleEvery })
   const metrics = enableMetrics()
+  extras.metrics?.(metrics.registry)
   const health = new HealthMonitor({
     groups: config.consumers.map((c) => c.groupId),
     ...config.health,
@@ -90,6 +99,12 @@ export async function runService(
     health,
     metrics: metrics.registry,
     status: () => ({ consumers: consumers.map((c) => c.status()), ...extras.status?.() })
+  }).catch((error) => {
+    // Nothing else has started: leave no timer or hook behind, so the process can exit.
+    health.stop()
+    metrics.disable()
+    disableLogging()
+    throw error
   })
   const transport = new KafkaTransport({
     connection,
@@ -143,7 +158,11 @@ export async function runService(
   const stop = () => {
     stopping ??= (async () => {
       logger.info('service stopping')
-      await Promise.all(consumers.map((c) => c.stop()))
+      // The consumers mark themselves stopping at once (a handler failing from now on is
+      // abandoned, never retried or dead-lettered); only then are the waits ended.
+      const drained = Promise.all(consumers.map((c) => c.stop()))
+      extras.onStopping?.()
+      await drained
       await lag.stop()
       await extras.onStop?.()
       await producer?.close()

@@ -52,8 +52,9 @@ export function serviceCommand<Config>({
         file: values.config,
         flags: { brokers: values.brokers, port: values.port, 'log-level': values['log-level'] }
       })
+      // The service logs its start (with its URL) as JSON: nothing else is written here,
+      // so that the output stays one JSON log stream.
       const service = await start(config)
-      io.err(`conveyor ${name === 'run' ? 'service' : name} on ${service.url}`)
       stopOnSignals([{ stop: () => service.stop() }])
       await service.stopped
       return 0

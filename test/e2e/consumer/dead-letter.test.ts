@@ -16,7 +16,7 @@ import {
 
 const fast = bounded({ retries: 3, initialDelay: 20, maxDelay: 100 })
 
-test('a message failing every attempt lands in the DLQ with its original bytes and every dlq header, then the partition moves on', async (t) => {
+test('a message failing every attempt lands in the DLQ with its original bytes and every dlq header (a stack without install paths), then the partition moves on', async (t) => {
   const topic = await useTopic(t, { partitions: 1 })
   const groupId = useGroup(t)
   const producer = useProducer(t)
@@ -73,6 +73,12 @@ test('a message failing every attempt lands in the DLQ with its original bytes a
   assert.equal(header(DeadLetterHeaders.errorClass), 'TypeError')
   assert.equal(header(DeadLetterHeaders.errorMessage), 'card declined')
   assert.match(header(DeadLetterHeaders.errorStack) ?? '', /TypeError: card declined\n\s+at /)
+  // The stack names the handler's file relative to the service's directory: no install path leaks.
+  assert.match(
+    header(DeadLetterHeaders.errorStack) ?? '',
+    /\(test\/e2e\/consumer\/dead-letter\.test\.ts:\d+:\d+\)/
+  )
+  assert.ok(!header(DeadLetterHeaders.errorStack)?.includes(process.cwd()), 'no absolute path in the stack')
   assert.equal(header(DeadLetterHeaders.attempts), '4')
   const first = Date.parse(header(DeadLetterHeaders.firstFailureTime) ?? '')
   const last = Date.parse(header(DeadLetterHeaders.lastFailureTime) ?? '')

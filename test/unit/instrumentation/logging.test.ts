@@ -70,15 +70,20 @@ test('one INFO line per processed message with its type, coordinates, attempt, d
   assert.equal(first.outcome, 'processed')
 })
 
-test('retries and dead letters are logged with the error stack and the message coordinates', async (t) => {
-  const { lines } = await run(t, 1)
+test('retries and dead letters are logged with the error stack and the message coordinates, one line per dead letter', async (t) => {
+  const { lines, topic } = await run(t, 1)
   const retry = lines.find((l) => l.msg === 'handler failed, will retry')!
   assert.equal(retry.level, 40)
   assert.equal(retry.key, 'poison')
   assert.match((retry.err as { stack: string }).stack, /RangeError: out of range\n\s+at /)
-  const dead = lines.find((l) => l.msg === 'message dead-lettered' && l.reason)!
-  assert.equal(dead.reason, 'retries_exhausted')
-  assert.equal(dead.offset, '4')
+  const dead = lines.filter((l) => l.msg === 'message dead-lettered')
+  assert.equal(dead.length, 1, 'one line per dead-lettered message')
+  assert.equal(dead[0]!.reason, 'retries_exhausted')
+  assert.equal(dead[0]!.offset, '4')
+  assert.equal(dead[0]!.type, 'bad')
+  assert.equal(dead[0]!.outcome, 'dead-lettered')
+  assert.equal(dead[0]!.dlqTopic, `${topic}.dlq`)
+  assert.match((dead[0]!.err as { stack: string }).stack, /RangeError: out of range/)
 })
 
 test('sampling logs one processed message in N but every failure', async (t) => {
