@@ -200,7 +200,13 @@ async function addToList(
       string,
       unknown
     >
-    const ids = idsOf(current?.[field])
+    // A list the answer does not show is not an empty list: writing one would replace it.
+    if (!Array.isArray(current?.[field]))
+      throw new CommandError(
+        'unexpected_answer',
+        `${resource}/${target.id}/ has no list field "${field}" in the API's answer: refusing to write one (it could replace links the API did not show)`
+      )
+    const ids = idsOf(current[field])
     if (ids.includes(itemId)) return
     await deps.api.patch(`${resource}/${target.id}/`, { [field]: [...ids, itemId] }, { signal })
   }

@@ -147,6 +147,36 @@ describe('command dispatcher: a selector that names no filter never acts on ever
   })
 })
 
+describe('command dispatcher: an absent field never turns into everything or nothing', () => {
+  test('a link to a list the API does not show is refused as unexpected_answer, not written as a new list', async (t) => {
+    const d = await useDispatcher(t, {
+      config: {
+        dispatcher: {
+          operations: {
+            tag_evidence: {
+              kind: 'link',
+              resource: 'evidences',
+              field: 'tags',
+              from: { resource: 'applied-controls', selectorField: 'control' }
+            }
+          }
+        }
+      }
+    })
+    const evidence = d.fake.add('evidences', { name: 'Policy' })
+    d.fake.add('applied-controls', { ref_id: 'AC-1' })
+    await d.send(
+      { message_type: 'tag_evidence', selector: { name: 'Policy' }, values: { control: { ref_id: 'AC-1' } } },
+      { json: true }
+    )
+    const [dead] = await d.deadLetters(1)
+    assert.equal(dead!.reason, 'unexpected_answer')
+    assert.match(dead!.error!, /has no list field "tags" in the API's answer/)
+    assert.ok(!d.fake.callLines().some((line) => line.startsWith('PATCH')), 'nothing written')
+    assert.equal(evidence.tags, undefined)
+  })
+})
+
 describe('command dispatcher: upload_attachment as the producers send it', () => {
   test('base64 that lost its padding is dead-lettered as bad_base64 and nothing is uploaded', async (t) => {
     const d = await useDispatcher(t)
