@@ -7,9 +7,4 @@ if (major < 24) {
   )
   process.exit(1)
 }
-await import('../src/cli/main.ts').then(async ({ main }) => {
-  process.exitCode = await main(process.argv.slice(2), {
-    out: (text) => process.stdout.write(`${text}\n`),
-    err: (text) => process.stderr.write(`${text}\n`)
-  })
-})
+await import('./conveyor.ts')

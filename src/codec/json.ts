@@ -27,9 +27,16 @@ export class DecodeError extends ConveyorError {
  * (`Unexpected token 'h', "hello" is not valid JSON`): the input is shown once, by `preview`.
  */
 function parseProblem(error: Error): string {
-  return error.message
-    .replace(/,? ".*"(\.\.\.)? is not valid JSON$/s, '')
-    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+  const message = error.message.replace(/,? ".*"(\.\.\.)? is not valid JSON$/s, '')
+  let escaped = ''
+  for (const c of message) escaped += isControl(c) ? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}` : c
+  return escaped
+}
+
+/** C0 and C1 control characters (tab and line breaks included). */
+function isControl(c: string): boolean {
+  const code = c.charCodeAt(0)
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f)
 }
 
 /** The first bytes of a value for an error message: escaped text when it is text, else hex. */
@@ -37,9 +44,10 @@ export function preview(bytes: Buffer, max = 32): string {
   const head = bytes.subarray(0, max)
   const more = bytes.length > max ? ` … (${bytes.length} bytes)` : ''
   const text = head.toString('utf8')
-  // Mostly printable text (a cut multi-byte character at the end is fine): show it escaped.
-  const printable = text.replace(/[\u0000-\u0008\u000e-\u001f\u007f\ufffd]/g, '').length
-  if (printable >= text.length - 1 && printable > 0) return `${JSON.stringify(text)}${more}`
+  // Text (whitespace allowed, and one character that a cut at `max` broke): show it escaped.
+  let unreadable = 0
+  for (const c of text) if (c === '\ufffd' || (isControl(c) && !'\t\n\r'.includes(c))) unreadable++
+  if (unreadable <= 1 && text.length > unreadable) return `${JSON.stringify(text)}${more}`
   return `with bytes ${head.toString('hex').replace(/(..)(?!$)/g, '$1 ')}${more}`
 }
 

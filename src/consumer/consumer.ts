@@ -1186,5 +1186,7 @@ export function createConsumer(options: ConsumerOptions): ConveyorConsumer {
 function knownTypes(routes: ReadonlyMap<string, unknown>): string {
   const types = [...routes.keys()]
   if (types.length === 0) return 'none'
-  return types.length > 20 ? `${types.slice(0, 20).join(', ')} and ${types.length - 20} more` : types.join(', ')
+  return types.length > 20
+    ? `${types.slice(0, 20).join(', ')} and ${types.length - 20} more`
+    : types.join(', ')
 }

@@ -149,3 +149,34 @@ function findNested(
 export function hasApiId(error: unknown, apiId: string): boolean {
   return findNested(error, (candidate) => candidate.apiId === apiId) !== undefined
 }
+
+/**
+ * The messages of the errors at the bottom of a client error's `errors` and `cause` tree
+ * (what actually went wrong, e.g. `connect ECONNREFUSED 127.0.0.1:1` under `Listing topics
+ * failed.`), distinct and in order; the error's own message when it wraps nothing.
+ */
+export function rootCauses(error: unknown): string[] {
+  const found = new Set<string>()
+  const visit = (candidate: unknown, depth: number) => {
+    if (typeof candidate !== 'object' || candidate === null) {
+      if (candidate !== undefined && candidate !== null) found.add(String(candidate))
+      return
+    }
+    const record = candidate as { errors?: unknown; cause?: unknown; message?: unknown }
+    const inner = [...(Array.isArray(record.errors) ? record.errors : []), record.cause].filter(
+      (e) => e !== undefined && e !== null
+    )
+    if (inner.length === 0 || depth >= 10) {
+      if (typeof record.message === 'string' && record.message.length > 0) found.add(record.message)
+      return
+    }
+    for (const e of inner) visit(e, depth + 1)
+  }
+  visit(error, 0)
+  return [...found]
+}
+
+/** True when a client error, or one nested in it, has the client error code `code` (e.g. PLT_KFK_AUTHENTICATION). */
+export function hasErrorCode(error: unknown, code: string): boolean {
+  return findNested(error, (candidate) => candidate.code === code) !== undefined
+}

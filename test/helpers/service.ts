@@ -1,12 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { waitFor } from '../../src/util/wait.ts'
 import { cleanup } from './kafka.ts'
 
-const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname
+const cli = new URL('../../bin/conveyor.ts', import.meta.url).pathname
 export const handlersModule = new URL('../fixtures/service-handlers.ts', import.meta.url).pathname
 
 /** Writes a service config file (YAML) in a fresh directory and returns its path. */
@@ -23,7 +24,9 @@ export async function startService(
   env: Record<string, string> = {},
   command: 'run' | 'dispatcher' = 'run'
 ) {
-  const child: ChildProcess = spawn(process.execPath, [cli, command, '-c', config], {
+  // The service announces itself only in its JSON log: give it a port known in advance.
+  const port = await freePort()
+  const child: ChildProcess = spawn(process.execPath, [cli, command, '-c', config, '--port', String(port)], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -38,12 +41,25 @@ export async function startService(
   cleanup(t, () => {
     if (child.exitCode === null) child.kill('SIGKILL')
   })
-  const url = await waitFor(
-    () => {
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(
+    async () => {
       if (child.exitCode !== null) throw new Error(`the service exited (${child.exitCode}):\n${output}`)
-      return /conveyor (?:service|dispatcher) on (http:\/\/\S+)/.exec(output)?.[1]
+      return fetch(`${url}/health/live`).then(
+        (response) => response.ok,
+        () => false
+      )
     },
     { timeout: 60_000, description: 'the service to start' }
   )
   return { child, url, exited, output: () => output }
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
 }

@@ -7,7 +7,14 @@ import {
   replayDeadLetters
 } from '../../dead-letter/replay.ts'
 import type { Command, CommandIO } from '../command.ts'
-import { brokersOption, connectionFor } from '../options.ts'
+import {
+  connect,
+  connectionHelp,
+  connectionOptions,
+  environmentHelp,
+  exitCodesHelp,
+  requireTopics
+} from '../options.ts'
 
 const usage = `Usage: conveyor dlq list|show|replay <dlq-topic> [filters] [options]
 
@@ -28,12 +35,17 @@ Options:
   --at P/O                (show) one DLQ record by partition/offset
   --to TOPIC              (replay) target topic instead of each record's source topic
   --dry-run               (replay) say what would be replayed, write nothing
-  --brokers HOST:PORT,…   default $KAFKA_BROKERS or 127.0.0.1:9092
+${connectionHelp}
   --json                  output as JSON
 
 Reading uses a throwaway consumer group and commits nothing: no live group's offsets move.
 Each replayed record is written with the header conveyor_replayed_from and recorded in
-<dlq-topic>.replayed, so a second run replays nothing twice.`
+<dlq-topic>.replayed, so a second run replays nothing twice. A <dlq-topic> (or --to topic)
+that does not exist is an error before anything is read or written.
+
+${environmentHelp}
+
+${exitCodesHelp}`
 
 export const dlqCommand: Command = {
   name: 'dlq',
@@ -54,7 +66,7 @@ export const dlqCommand: Command = {
         at: { type: 'string' },
         to: { type: 'string' },
         'dry-run': { type: 'boolean' },
-        brokers: brokersOption,
+        ...connectionOptions,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -64,7 +76,6 @@ export const dlqCommand: Command = {
       io.out(usage)
       return values.help ? 0 : 2
     }
-    const connection = connectionFor(values.brokers, 'dlq')
     const filter: DeadLetterFilter = {
       reason: values.reason,
       errorClass: values['error-class'],
@@ -76,6 +87,8 @@ export const dlqCommand: Command = {
       until: values.until,
       includeReplayed: values['include-replayed']
     }
+    const connection = await connect(values, 'dlq')
+    await requireTopics(connection, action === 'replay' && values.to ? [topic, values.to] : [topic])
     if (action === 'replay') {
       const progress = progressPrinter(io)
       const result = await replayDeadLetters({

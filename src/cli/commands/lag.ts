@@ -1,16 +1,26 @@
 import { parseArgs } from 'node:util'
 import { groupLag, type LagRow } from '../../admin/lag.ts'
 import type { ConsumerStatus } from '../../consumer/consumer.ts'
-import type { KafkaConnection } from '../../kafka/connection.ts'
+import { ConveyorError, ErrorCodes } from '../../core/errors.ts'
+import { rootCauses } from '../../kafka/connection.ts'
 import type { Command } from '../command.ts'
-import { brokersOption, connectionFor } from '../options.ts'
+import { connect, connectionHelp, connectionOptions, environmentHelp, exitCodesHelp } from '../options.ts'
 
-const usage = `Usage: conveyor lag <group> [--service URL] [--brokers HOST:PORT,…] [--json]
+const usage = `Usage: conveyor lag <group> [--service URL] [options]
 
 Per partition of the group's topics: the committed offset, the end of the log, the lag in
 offsets, and the lag in time (how old the oldest unconsumed message is). With --service (the
 base URL of a running \`conveyor run\`), a partition that is stuck also shows the blocking
-offset, its key, the attempt and the time of the next retry. Commits nothing.`
+offset, its key, the attempt and the time of the next retry. Commits nothing.
+
+Options:
+  --service URL           base URL of the running service, for what blocks a stuck partition
+${connectionHelp}
+  --json                  output as JSON
+
+${environmentHelp}
+
+${exitCodesHelp}`
 
 type Row = LagRow & { paused?: boolean; blocking?: ConsumerStatus['partitions'][number]['retrying'] }
 
@@ -23,7 +33,7 @@ export const lagCommand: Command = {
       allowPositionals: true,
       options: {
         service: { type: 'string' },
-        brokers: brokersOption,
+        ...connectionOptions,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -33,12 +43,10 @@ export const lagCommand: Command = {
       io.out(usage)
       return values.help ? 0 : 2
     }
-    const connection: KafkaConnection = connectionFor(values.brokers, 'lag')
+    const connection = await connect(values, 'lag')
     const rows: Row[] = await groupLag(connection, group)
     if (values.service) {
-      const status = (await (await fetch(new URL('/status', values.service))).json()) as {
-        consumers: ConsumerStatus[]
-      }
+      const status = await serviceStatus(values.service)
       const mine = status.consumers.find((c) => c.groupId === group)
       for (const row of rows) {
         const partition = mine?.partitions.find((p) => p.topic === row.topic && p.partition === row.partition)
@@ -62,4 +70,36 @@ export const lagCommand: Command = {
     }
     return 0
   }
+}
+
+/** The `/status` of a running service; one that does not answer, or not with a status, is an error naming it. */
+async function serviceStatus(service: string): Promise<{ consumers: ConsumerStatus[] }> {
+  let url: URL
+  try {
+    url = new URL('/status', service)
+  } catch (error) {
+    throw new ConveyorError(ErrorCodes.INVALID_OPTION, `--service must be a URL, got "${service}"`, {
+      cause: error,
+      path: '--service'
+    })
+  }
+  let response: Response
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  } catch (error) {
+    throw new ConveyorError(
+      ErrorCodes.API,
+      `the service at ${service} did not answer (${rootCauses(error).join('; ')})`,
+      { cause: error, retryable: true }
+    )
+  }
+  const body = (await response.json().catch(() => undefined)) as { consumers?: ConsumerStatus[] } | undefined
+  if (!response.ok || !Array.isArray(body?.consumers)) {
+    throw new ConveyorError(
+      ErrorCodes.API,
+      `the service at ${service} answered ${response.status} to GET /status, not a Conveyor status`,
+      { retryable: response.status >= 500 }
+    )
+  }
+  return { consumers: body.consumers }
 }

@@ -4,24 +4,43 @@ import type { Codec } from '../../codec/json.ts'
 import { ConveyorError, ErrorCodes } from '../../core/errors.ts'
 import { KafkaTransport } from '../../kafka/transport.ts'
 import { createProducer } from '../../producer/producer.ts'
-import { AvroCodec } from '../../schema/avro-codec.ts'
+import { AvroCodec, type SubjectNameStrategy } from '../../schema/avro-codec.ts'
 import { loadCatalog } from '../../schema/catalog.ts'
-import { SchemaRegistryClient } from '../../schema/registry-client.ts'
 import type { Command } from '../command.ts'
-import { brokersOption, connectionFor } from '../options.ts'
+import {
+  connect,
+  connectionHelp,
+  connectionOptions,
+  environmentHelp,
+  exitCodesHelp,
+  reachRegistry,
+  requireTopics
+} from '../options.ts'
+
+const subjectStrategies: SubjectNameStrategy[] = ['topic-record', 'record', 'topic']
 
 const usage = `Usage: conveyor produce <topic> --value JSON|@file [--type T] [--key K] [options]
 
 Sends one message with Conveyor's envelope headers and prints where it was written.
 The type defaults to the value's message_type field. With --registry, and a schema for the
 type in --schemas (<message_type>_v<version>.avsc, latest version), the value is Avro-encoded
-through the registry (and validated first); otherwise it is sent as JSON.
+through the registry (and validated first); otherwise it is sent as JSON. A topic that does
+not exist is an error.
 
 Options:
-  --brokers HOST:PORT,…   default $KAFKA_BROKERS or 127.0.0.1:9092
+${connectionHelp}
   --registry URL          schema registry (default $CONVEYOR_REGISTRY_URL)
   --schemas DIR           schema catalog (default schemas)
-  --json                  print the position as JSON`
+  --subject-strategy S    how the schema's subject is named: topic-record (default, as the
+                          dispatcher and its docs: <topic>-<record full name>, so one topic can
+                          carry several message types), record (<record full name>) or topic
+                          (<topic>-value: one schema per topic). Use the strategy of the
+                          topic's consumers.
+  --json                  print the position as JSON
+
+${environmentHelp}
+
+${exitCodesHelp}`
 
 export const produceCommand: Command = {
   name: 'produce',
@@ -34,9 +53,10 @@ export const produceCommand: Command = {
         value: { type: 'string' },
         type: { type: 'string' },
         key: { type: 'string' },
-        brokers: brokersOption,
+        ...connectionOptions,
         registry: { type: 'string', default: process.env.CONVEYOR_REGISTRY_URL },
         schemas: { type: 'string', default: 'schemas' },
+        'subject-strategy': { type: 'string', default: 'topic-record' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -64,6 +84,15 @@ export const produceCommand: Command = {
         'give --type, or a message_type field in the value',
         { path: '--type' }
       )
+    const strategy = values['subject-strategy']
+    if (!subjectStrategies.includes(strategy as SubjectNameStrategy))
+      throw new ConveyorError(
+        ErrorCodes.INVALID_OPTION,
+        `--subject-strategy must be ${subjectStrategies.join(', ')}, got "${strategy}"`,
+        { path: '--subject-strategy' }
+      )
+    const connection = await connect(values, 'produce')
+    await requireTopics(connection, [topic])
     let codec: Codec | undefined
     if (values.registry) {
       const catalog = (() => {
@@ -76,13 +105,12 @@ export const produceCommand: Command = {
       const schema = catalog.get(type)?.at(-1)
       if (schema)
         codec = new AvroCodec({
-          registry: new SchemaRegistryClient({ url: values.registry }),
-          schemas: { [type]: schema.source }
+          registry: await reachRegistry(values.registry),
+          schemas: { [type]: schema.source },
+          subjectNameStrategy: strategy as SubjectNameStrategy
         })
     }
-    const transport = new KafkaTransport({
-      connection: connectionFor(values.brokers, 'produce')
-    })
+    const transport = new KafkaTransport({ connection })
     try {
       const producer = createProducer({ transport, topic, ...(codec ? { codec } : {}) })
       const position = await producer.send(type, payload, { key: values.key ?? null })

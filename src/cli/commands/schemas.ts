@@ -10,7 +10,10 @@ Checks the schema catalog: files <message_type>_v<version>.avsc below --dir (for
 schemas/commands/ and schemas/events/). Versions of a type must run 1, 2, 3 … and each must
 be compatible with the earlier ones at --level (NONE, BACKWARD, BACKWARD_TRANSITIVE,
 FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE). Exits 1 and prints every problem
-when one is found, for CI.`
+when one is found, for CI. Reads files only: no broker, no registry.
+
+Exit codes: 0 every schema is compatible; 1 a problem was found (each printed), or the
+check failed (one line on stderr says why); 2 usage error.`
 
 export const schemasCommand: Command = {
   name: 'schemas',

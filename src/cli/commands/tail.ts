@@ -3,24 +3,37 @@ import { parseArgs } from 'node:util'
 import { Consumer, stringDeserializer } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../../core/errors.ts'
 import { clientOptions } from '../../kafka/connection.ts'
-import { SchemaRegistryClient } from '../../schema/registry-client.ts'
+import { RegistryError } from '../../schema/registry-client.ts'
 import { AnyCodec } from '../../schema/registry-codec.ts'
 import type { Command } from '../command.ts'
-import { brokersOption, connectionFor } from '../options.ts'
+import {
+  connect,
+  connectionHelp,
+  connectionOptions,
+  environmentHelp,
+  exitCodesHelp,
+  reachRegistry,
+  requireTopics
+} from '../options.ts'
 
 const usage = `Usage: conveyor tail <topic> [--from beginning|end|OFFSET|ISO-TIME] [--partition N] [--limit N] [options]
 
 Prints the messages of a topic as they are, decoded: Avro and JSON Schema values through the
 registry, other values as JSON (or text). Reads with a throwaway consumer group that commits
-nothing. Without --limit it follows the topic until interrupted.
+nothing. Without --limit it follows the topic until interrupted. A topic that does not exist,
+or a registry that does not answer, is an error before anything is read.
 
 Options:
   --from WHERE            beginning (default), end, an offset, or a time (ISO 8601)
   --partition N           only this partition
   --limit N               stop after N messages
-  --brokers HOST:PORT,…   default $KAFKA_BROKERS or 127.0.0.1:9092
+${connectionHelp}
   --registry URL          schema registry (default $CONVEYOR_REGISTRY_URL)
-  --json                  one JSON object per message`
+  --json                  one JSON object per message
+
+${environmentHelp}
+
+${exitCodesHelp}`
 
 export const tailCommand: Command = {
   name: 'tail',
@@ -33,7 +46,7 @@ export const tailCommand: Command = {
         from: { type: 'string', default: 'beginning' },
         partition: { type: 'string' },
         limit: { type: 'string' },
-        brokers: brokersOption,
+        ...connectionOptions,
         registry: { type: 'string', default: process.env.CONVEYOR_REGISTRY_URL },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
@@ -46,11 +59,11 @@ export const tailCommand: Command = {
     }
     const limit = values.limit === undefined ? Number.POSITIVE_INFINITY : Number(values.limit)
     const partition = values.partition === undefined ? undefined : Number(values.partition)
-    const codec = new AnyCodec(
-      values.registry ? new SchemaRegistryClient({ url: values.registry }) : undefined
-    )
+    const connection = await connect(values, 'tail')
+    await requireTopics(connection, [topic])
+    const codec = new AnyCodec(values.registry ? await reachRegistry(values.registry) : undefined)
     const consumer = new Consumer({
-      ...clientOptions(connectionFor(values.brokers, 'tail')),
+      ...clientOptions(connection),
       groupId: `conveyor-tail-${randomUUID()}`,
       deserializers: { headerKey: stringDeserializer },
       autocommit: false,
@@ -91,7 +104,9 @@ export const tailCommand: Command = {
         let value: unknown
         try {
           value = await codec.decode((message.value as Buffer | undefined) ?? null, { topic, headers })
-        } catch {
+        } catch (error) {
+          // A registry gone away is the command's failure, not a value to print undecoded.
+          if (error instanceof RegistryError && error.retryable) throw error
           value = (message.value as Buffer | undefined)?.toString('utf8') ?? null
         }
         const key = (message.key as Buffer | undefined)?.toString('utf8') ?? null

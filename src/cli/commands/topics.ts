@@ -4,9 +4,9 @@ import { Admin } from '@platformatic/kafka'
 import { applyTopics, describeChange, loadTopicsFile, planTopics } from '../../admin/topics.ts'
 import { clientOptions } from '../../kafka/connection.ts'
 import type { Command } from '../command.ts'
-import { brokersOption, connectionFor } from '../options.ts'
+import { connect, connectionHelp, connectionOptions, environmentHelp, exitCodesHelp } from '../options.ts'
 
-const usage = `Usage: conveyor topics plan|apply <file> [--brokers HOST:PORT,…] [--json]
+const usage = `Usage: conveyor topics plan|apply <file> [options]
 
 Declarative topics. <file> (YAML or JSON) maps topic names to their settings:
 
@@ -21,7 +21,15 @@ Declarative topics. <file> (YAML or JSON) maps topic names to their settings:
   plan   shows what apply would change (+ create, ~ change, ! impossible)
   apply  makes the changes, then checks that nothing is left to change
 
-Topics not in the file are left alone. --brokers defaults to $KAFKA_BROKERS or 127.0.0.1:9092.`
+Topics not in the file are left alone. \`plan\` exits 1 when a change is impossible.
+
+Options:
+${connectionHelp}
+  --json                  output as JSON
+
+${environmentHelp}
+
+${exitCodesHelp}`
 
 export const topicsCommand: Command = {
   name: 'topics',
@@ -31,7 +39,7 @@ export const topicsCommand: Command = {
       args: argv,
       allowPositionals: true,
       options: {
-        brokers: brokersOption,
+        ...connectionOptions,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -42,7 +50,7 @@ export const topicsCommand: Command = {
       return values.help ? 0 : 2
     }
     const declared = loadTopicsFile(file)
-    const admin = new Admin(clientOptions(connectionFor(values.brokers, 'topics')))
+    const admin = new Admin(clientOptions(await connect(values, 'topics')))
     try {
       const changes = await planTopics(admin, declared)
       if (action === 'plan') {

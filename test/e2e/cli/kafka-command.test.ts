@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import { isAlive } from '../../../src/dev/kafka/process.ts'
 
 const run = promisify(execFile)
-const cli = new URL('../../../src/cli/main.ts', import.meta.url).pathname
+const cli = new URL('../../../bin/conveyor.ts', import.meta.url).pathname
 const port = String(process.env.CONVEYOR_TEST_CLI_PORT ?? 29392)
 const cluster = ['--name', 'test-cli', '--port', port]
 

@@ -96,3 +96,56 @@ test('`produce` Avro-encodes through the registry when the type has a schema, an
   const tail = await cli('tail', topic, '--limit', '1', '--registry', url, '--json')
   assert.deepEqual(JSON.parse(tail.out[0]!).value, { message_type: 'reading', value: 2.5 })
 })
+
+test('`produce` puts several command types on one topic under topic-record subjects, as the dispatcher reads them', async (t) => {
+  const { url, client } = await useRegistry(t)
+  const topic = await useTopic(t)
+  const catalog = new URL('../../../schemas/commands', import.meta.url).pathname
+  const commands = [
+    { message_type: 'update_applied_control', selector: { ref_id: 'AC-1' }, values: { status: 'active' } },
+    {
+      message_type: 'update_applied_control_status',
+      selector: { ref_id: 'AC-1' },
+      values: { status: 'active' }
+    }
+  ]
+  for (const command of commands) {
+    const produced = await cli(
+      'produce',
+      topic,
+      '--value',
+      JSON.stringify(command),
+      '--registry',
+      url,
+      '--schemas',
+      catalog,
+      '--json'
+    )
+    assert.equal(produced.code, 0, produced.err)
+    assert.equal(JSON.parse(produced.out[0]!).encoding, 'avro')
+  }
+  const subjects = (await client.listSubjects()).filter((s) => s.startsWith(topic))
+  assert.deepEqual(subjects.sort(), [
+    `${topic}-conveyor.commands.update_applied_control`,
+    `${topic}-conveyor.commands.update_applied_control_status`
+  ])
+  // The topic strategy (one schema per topic) is there for topics whose consumers use it.
+  const other = await useTopic(t)
+  const first = await cli(
+    'produce',
+    other,
+    '--value',
+    JSON.stringify(commands[0]),
+    '--registry',
+    url,
+    '--schemas',
+    catalog,
+    '--subject-strategy',
+    'topic'
+  )
+  assert.equal(first.code, 0, first.err)
+  assert.ok((await client.listSubjects()).includes(`${other}-value`))
+  const wrong = await cli('produce', other, '--value', '{}', '--type', 'x', '--subject-strategy', 'by-name')
+  assert.equal(wrong.code, 1)
+  assert.match(wrong.err, /--subject-strategy must be topic-record, record, topic, got "by-name"/)
+})

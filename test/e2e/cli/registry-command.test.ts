@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import { waitFor } from '../../../src/util/wait.ts'
 import { cleanup, testConnection, uniqueName } from '../../helpers/kafka.ts'
 
-const cli = new URL('../../../src/cli/main.ts', import.meta.url).pathname
+const cli = new URL('../../../bin/conveyor.ts', import.meta.url).pathname
 
 test('`conveyor registry` serves the registry API until SIGTERM, then exits 0', async (t) => {
   const topic = uniqueName('_schemas')

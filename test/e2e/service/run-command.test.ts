@@ -18,7 +18,7 @@ import {
 import { configFile, handlersModule, startService } from '../../helpers/service.ts'
 
 const sasl = saslConnection()
-const cli = new URL('../../../src/cli/main.ts', import.meta.url).pathname
+const cli = new URL('../../../bin/conveyor.ts', import.meta.url).pathname
 
 test('`conveyor run -c` handles messages over SASL_SSL, counts them in /metrics, never logs the password, and exits 0 on SIGTERM', {
   skip: sasl ? false : 'no SASL listener'
