@@ -368,6 +368,20 @@ describe("command dispatcher: commands written with the producers' own Avro sche
   })
 })
 
+describe('command dispatcher: an unknown message type', () => {
+  test('is dead-lettered as unknown_message_type, naming the types the dispatcher knows', async (t) => {
+    const d = await useDispatcher(t, { partitions: 1 })
+    await d.send({ message_type: 'delete_everything', selector: { ref_id: 'AC-1' } }, { json: true })
+    const [dead] = await d.deadLetters(1)
+    assert.equal(dead!.reason, 'unknown_message_type')
+    assert.equal(
+      dead!.error,
+      'the message cannot be routed: no route handles type "delete_everything" (known: update_applied_control, update_requirement_assessment, update_applied_control_status, update_requirement_assessment_status, upload_attachment, attach_evidence_to_applied_control)'
+    )
+    assert.deepEqual(d.fake.callLines(), [])
+  })
+})
+
 describe('command dispatcher: framing errors are reported as such when the topic carries Avro', () => {
   test('a short value or a wrong magic byte is bad_magic_byte; text that starts like JSON is invalid_json', async (t) => {
     const d = await useDispatcher(t, { partitions: 1 })

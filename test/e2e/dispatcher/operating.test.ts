@@ -11,7 +11,14 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { waitFor } from '../../../src/util/wait.ts'
 import { useDispatcher } from '../../helpers/dispatcher.ts'
-import { committedOffsets, testConnection, useGroup, useTopic } from '../../helpers/kafka.ts'
+import {
+  committedOffsets,
+  deleteTopicsAtEnd,
+  testConnection,
+  useGroup,
+  useProducer,
+  useTopic
+} from '../../helpers/kafka.ts'
 import { configFile, handlersModule, startService } from '../../helpers/service.ts'
 
 const cli = new URL('../../../bin/conveyor.ts', import.meta.url).pathname
@@ -119,7 +126,9 @@ describe('command dispatcher: start-up errors are one line and exit 1', () => {
 })
 
 describe('command dispatcher: operating it', () => {
-  test('the output is one JSON log stream: the start line too, with the URL', async (t) => {
+  test('the output is one JSON log stream: the start line too, with the URL; a dead-lettered command is one line', async (t) => {
+    const topic = await useTopic(t, { partitions: 1 })
+    deleteTopicsAtEnd(t, [`${topic}.dlq`])
     const directory = mkdtempSync(join(tmpdir(), 'dispatcher-log-'))
     const config = join(directory, 'dispatcher.yaml')
     writeFileSync(
@@ -128,7 +137,7 @@ describe('command dispatcher: operating it', () => {
         `kafka: { brokers: [${testConnection().brokers.join(', ')}] }`,
         'http: { host: 127.0.0.1 }',
         'log: { level: info, pretty: false }',
-        `dispatcher: { topic: ${await useTopic(t, { partitions: 1 })}, groupId: ${useGroup(t)} }`,
+        `dispatcher: { topic: ${topic}, groupId: ${useGroup(t)} }`,
         'api: { url: "http://127.0.0.1:1/api", token: pat-1 }'
       ].join('\n')
     )
@@ -137,10 +146,22 @@ describe('command dispatcher: operating it', () => {
       timeout: 30_000,
       description: 'the start line'
     })
+    const producer = useProducer(t)
+    await producer.send({ messages: [{ topic, value: '{"message_type": "update_applied_control"}' }] })
+    await waitFor(() => service.output().includes('"outcome":"dead-lettered"'), {
+      timeout: 30_000,
+      description: 'the command to be dead-lettered'
+    })
     const lines = service.output().split('\n').filter(Boolean)
     for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), `not JSON: ${line}`)
-    const started = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'dispatcher started')
+    const parsed = lines.map((l) => JSON.parse(l))
+    const started = parsed.find((l) => l.msg === 'dispatcher started')
     assert.equal(started.url, service.url)
+    const dead = parsed.filter((l) => l.offset === '0')
+    assert.equal(dead.length, 1, 'one line for the dead-lettered command')
+    assert.equal(dead[0].msg, 'message dead-lettered')
+    assert.equal(dead[0].reason, 'invalid_command')
+    assert.match(dead[0].err.message, /values is required/)
   })
 
   test('a stop while the API refuses the token ends at once: the waiting command stays uncommitted, not dead-lettered', async (t) => {
