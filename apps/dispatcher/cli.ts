@@ -197,33 +197,54 @@ async function runDemo(
   const say = (line: string) => io.out(line)
   const kafka = await new LocalKafka({ log: (line) => io.err(line) }).up()
   const brokers = kafka.bootstrap
-  const registry = new EmbeddedRegistry({
-    connection: { brokers, clientId: 'conveyor-demo-registry' },
-    topic: '_schemas',
-    port: options.registryPort
-  })
-  const registryUrl = await registry.start()
-  say(`schema registry: ${registryUrl}`)
-  const realApi = process.env.API_URL
-  let fake: FakeCisoAssistant | undefined
-  if (!realApi) {
-    fake = await new FakeCisoAssistant({ port: options.apiPort, tokens: ['demo-token'] }).start()
-    seedDemoData(fake)
-    say(`fake CISO Assistant API: ${fake.url} (token demo-token; set API_URL and USER_TOKEN for a real one)`)
-  } else say(`CISO Assistant API: ${realApi}`)
-  await ensureTopics(brokers, ['observation', 'observation.dlq'])
-
-  const config = {
-    kafka: { brokers },
-    registry: { url: registryUrl },
-    http: { port: options.port, host: '127.0.0.1' },
-    log: { level: 'warn', pretty: true },
-    dispatcher: { topic: 'observation', groupId: 'conveyor-dispatcher-demo' },
-    api: { url: fake?.url ?? realApi, ...(fake ? { token: 'demo-token' } : {}) }
+  // What has started so far, stopped again when a later part cannot start (a port in use):
+  // the command then ends with its one-line reason instead of hanging on open servers.
+  const started: Array<() => Promise<void>> = []
+  const start = async <T>(part: Promise<T>, stop: (value: T) => Promise<void>): Promise<T> => {
+    const value = await part
+    started.unshift(() => stop(value))
+    return value
   }
-  const file = join(mkdtempSync(join(tmpdir(), 'conveyor-demo-')), 'dispatcher.json')
-  writeFileSync(file, JSON.stringify(config, null, 2))
-  const dispatcher = await runDispatcher(await loadDispatcherConfig({ file }))
+  let registryUrl: string
+  let fake: FakeCisoAssistant | undefined
+  let dispatcher: Awaited<ReturnType<typeof runDispatcher>>
+  let file: string
+  const realApi = process.env.API_URL
+  try {
+    const registry = new EmbeddedRegistry({
+      connection: { brokers, clientId: 'conveyor-demo-registry' },
+      topic: '_schemas',
+      port: options.registryPort
+    })
+    registryUrl = await start(registry.start(), () => registry.stop())
+    say(`schema registry: ${registryUrl}`)
+    if (!realApi) {
+      fake = await start(
+        new FakeCisoAssistant({ port: options.apiPort, tokens: ['demo-token'] }).start(),
+        (f) => f.stop()
+      )
+      seedDemoData(fake)
+      say(
+        `fake CISO Assistant API: ${fake.url} (token demo-token; set API_URL and USER_TOKEN for a real one)`
+      )
+    } else say(`CISO Assistant API: ${realApi}`)
+    await ensureTopics(brokers, ['observation', 'observation.dlq'])
+
+    const config = {
+      kafka: { brokers },
+      registry: { url: registryUrl },
+      http: { port: options.port, host: '127.0.0.1' },
+      log: { level: 'warn', pretty: true },
+      dispatcher: { topic: 'observation', groupId: 'conveyor-dispatcher-demo' },
+      api: { url: fake?.url ?? realApi, ...(fake ? { token: 'demo-token' } : {}) }
+    }
+    file = join(mkdtempSync(join(tmpdir(), 'conveyor-demo-')), 'dispatcher.json')
+    writeFileSync(file, JSON.stringify(config, null, 2))
+    dispatcher = await runDispatcher(await loadDispatcherConfig({ file }))
+  } catch (error) {
+    for (const stop of started) await stop().catch(() => {})
+    throw error
+  }
   say(`dispatcher: ${dispatcher.url}/status  (health: /health/ready, metrics: /metrics; config ${file})`)
 
   const pending = new Map<string, { n: number; type: string; planted: boolean; sentAt: number }>()
@@ -284,8 +305,7 @@ async function runDemo(
     await json.close()
     await transport.close()
     await dispatcher.stop()
-    await registry.stop()
-    await fake?.stop()
+    for (const stop of started) await stop()
   }
 
   if (options.limit === undefined) {
