@@ -1,10 +1,19 @@
 export { type Codec, DecodeError, jsonCodec } from './codec/json.ts'
-export { type ConsumerOptions, ConveyorConsumer, createConsumer, type Ordering } from './consumer/consumer.ts'
+export {
+  type ConsumerOptions,
+  type ConsumerState,
+  type ConsumerStatus,
+  ConveyorConsumer,
+  createConsumer,
+  type Ordering,
+  type RetryWait
+} from './consumer/consumer.ts'
 export {
   type Envelope,
   EnvelopeHeaders,
   type EnvelopeInput,
   envelopeHeaders,
+  type HeaderValue,
   newEnvelope,
   readEnvelope
 } from './core/envelope.ts'
@@ -24,12 +33,15 @@ export {
   type KafkaConnection,
   type SaslMechanism,
   translateKafkaError,
+  type VerifyOptions,
   verifyConnection
 } from './kafka/connection.ts'
+export type { FetchSettings } from './kafka/subscription.ts'
 export { type Compression, KafkaTransport, type KafkaTransportOptions } from './kafka/transport.ts'
 export {
   ConveyorProducer,
   createProducer,
+  type MessageTypes,
   type ProducerOptions,
   type SendOptions
 } from './producer/producer.ts'

@@ -3,7 +3,7 @@
  * `dispatcher`, `api` and `s3`. The environment variables of the original CISO Assistant
  * dispatcher (API_URL, USER_TOKEN, BOOTSTRAP_SERVERS, ERRORS_TOPIC, S3_URL …) work as they did.
  */
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import type { Ordering } from '../../src/consumer/consumer.ts'
 import {
   type ConfigExtension,
@@ -14,6 +14,7 @@ import {
   type Sources
 } from '../../src/service/config.ts'
 import { splitList } from '../../src/util/list.ts'
+import { packageRoot } from '../../src/util/package-root.ts'
 import type { Backoff } from './api-client.ts'
 import { type Operation, profiles } from './operations.ts'
 
@@ -69,7 +70,7 @@ export interface DispatcherConfig {
 }
 
 /** The catalog shipped with Conveyor: `schemas/commands/`. */
-export const builtInCatalog = fileURLToPath(new URL('../../schemas/commands', import.meta.url))
+export const builtInCatalog = join(packageRoot(import.meta.url), 'schemas', 'commands')
 
 const bool = (value: string) => /^(1|true|yes|on)$/i.test(value.trim())
 const withScheme = (value: string) => (/^https?:\/\//.test(value) ? value : `http://${value}`)

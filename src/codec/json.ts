@@ -2,17 +2,20 @@ import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 
 /** Turns a record's value bytes into a value and back; Avro and JSON Schema plug in here. */
 export interface Codec {
+  /** Short name of the format, e.g. `json` or `avro`. */
   readonly name: string
   /** Throws a `DecodeError` when the bytes cannot be decoded. */
   decode(
     bytes: Buffer | null,
     context: { topic: string; headers: ReadonlyMap<string, Buffer> }
   ): unknown | Promise<unknown>
+  /** Turns a payload into a record's value bytes; schema codecs pick the schema by `type`. */
   encode(value: unknown, context: { topic: string; type: string }): Buffer | Promise<Buffer>
 }
 
 /** A value that cannot be decoded: it goes to the DLQ at once with `reason`. */
 export class DecodeError extends ConveyorError {
+  /** Why the value cannot be decoded, e.g. `invalid_json`; the DLQ reason (`dlq_reason` header). */
   readonly reason: string
 
   constructor(reason: string, message: string, cause?: unknown) {

@@ -43,11 +43,16 @@ import {
 } from '../transport/types.ts'
 import { wait } from '../util/wait.ts'
 
+/** What a consumer keeps in order: a partition's messages, a key's, or none (see `ConsumerOptions`). */
 export type Ordering = 'partition' | 'key' | 'unordered'
 
+/** Options of `createConsumer`; `transport`, `groupId`, `topics` and `routes` are required. */
 export interface ConsumerOptions {
+  /** Broker the consumer reads from and writes dead letters to. */
   transport: Transport
+  /** Consumer group to join; the committed offsets are the group's. */
   groupId: string
+  /** Topics to consume (at least one). */
   topics: string[]
   /** Message type → route. */
   routes: Routes
@@ -98,8 +103,11 @@ export interface ConsumerOptions {
   groupInstanceId?: string
   /** `consumer` for the KIP-848 protocol; default `classic`. */
   groupProtocol?: 'classic' | 'consumer'
+  /** Classic protocol: how long the broker keeps a member without heartbeats, ms. Default 30 000. */
   sessionTimeout?: number
+  /** Classic protocol: how often the member sends a heartbeat, ms. Default 3 000. */
   heartbeatInterval?: number
+  /** Classic protocol: how long a rebalance waits for members to join again, ms. Default 60 000. */
   rebalanceTimeout?: number
 }
 
@@ -138,19 +146,31 @@ interface PartitionState {
 
 type Outcome = 'processed' | 'dead-lettered' | 'ignored' | 'abandoned'
 
-interface RetryWait {
+/** A message waiting to be retried, as `/status` and `conveyor lag --service` show it. */
+export interface RetryWait {
+  /** The message's offset. */
   offset: bigint
+  /** The message's key (text), or null. */
   key: string | null
+  /** The message's type. */
   type: string
+  /** The attempt that failed last (1 = the first). */
   attempt: number
+  /** When the next attempt starts (ISO 8601). */
   nextRetryAt: string
+  /** The last attempt's error message. */
   error: string
 }
 
+/** What `ConveyorConsumer.status()` reports (served at a service's `/status`). */
 export interface ConsumerStatus {
+  /** The consumer group. */
   groupId: string
+  /** The consumer's {@link ConsumerState}. */
   state: string
+  /** Records fetched and not yet finished, over all partitions. */
   buffered: number
+  /** Each assigned partition: commit point, backlog, work in progress, and what waits to be retried. */
   partitions: Array<{
     topic: string
     partition: number
@@ -162,7 +182,8 @@ export interface ConsumerStatus {
   }>
 }
 
-type ConsumerState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped'
+/** Where a consumer is in its life: `new` until `start()`, `stopped` after `stop()`. */
+export type ConsumerState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped'
 
 type ResolvedOptions = ConsumerOptions &
   Required<
@@ -218,6 +239,7 @@ const deadLetterRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
  *   and read again later (docs/consumer.md) — while the others keep flowing.
  */
 export class ConveyorConsumer {
+  /** The consumer group this consumer joins. */
   readonly groupId: string
   readonly #options: ResolvedOptions
   readonly #routes: RouteTable
@@ -281,6 +303,7 @@ export class ConveyorConsumer {
     this.#options = merged as ResolvedOptions
   }
 
+  /** Lifecycle state: `new`, `starting`, `running`, `stopping` or `stopped`. */
   get state(): ConsumerState {
     return this.#state
   }

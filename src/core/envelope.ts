@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 export interface Envelope {
   /** Unique per message; the DLQ, deduplication and causation refer to it. */
   id: string
+  /** The message type. */
   type: string
   /** Schema version of the payload. */
   version: number | undefined
@@ -18,9 +19,11 @@ export interface Envelope {
   correlationId: string | undefined
   /** The id of the message whose handling produced this one. */
   causationId: string | undefined
+  /** The tenant the message belongs to; messages it causes keep it. */
   tenantId: string | undefined
 }
 
+/** The header that carries each envelope field (`ce_*`, CloudEvents Kafka binary mode). */
 export const EnvelopeHeaders = {
   specVersion: 'ce_specversion',
   id: 'ce_id',
@@ -33,7 +36,8 @@ export const EnvelopeHeaders = {
   tenantId: 'ce_tenantid'
 } as const
 
-type HeaderValue = Buffer | string | undefined
+/** A header value as the envelope functions read it: bytes, text, or absent. */
+export type HeaderValue = Buffer | string | undefined
 
 function text(headers: ReadonlyMap<string, HeaderValue>, name: string): string | undefined {
   const value = headers.get(name)
@@ -62,14 +66,23 @@ export function readEnvelope(
   }
 }
 
+/** The fields of a new envelope (see `newEnvelope`); only `type` is required. */
 export interface EnvelopeInput {
+  /** The message type. */
   type: string
+  /** Unique message id. Default: a random UUID. */
   id?: string
+  /** Schema version of the payload. */
   version?: number
+  /** Who produces it, e.g. `urn:service:billing`. */
   source?: string
+  /** When it was produced: a `Date` or ISO 8601 text. Default: now. */
   time?: Date | string
+  /** Id of the message that started the exchange. Default: the parent's correlation id, else its id. */
   correlationId?: string
+  /** The id of the message whose handling produces this one. Default: the parent's id. */
   causationId?: string
+  /** The tenant the message belongs to. Default: the parent's tenant. */
   tenantId?: string
 }
 

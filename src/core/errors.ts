@@ -35,9 +35,12 @@ export const ErrorCodes = {
   TIMEOUT: 'CONVEYOR_TIMEOUT'
 } as const
 
+/** One of the `ErrorCodes` values, e.g. `CONVEYOR_DECODE`. */
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
 
+/** Options of a `ConveyorError`. */
 export interface ConveyorErrorOptions {
+  /** The error that caused this one, kept as its `cause`. */
   cause?: unknown
   /** Whether repeating the operation may succeed. */
   retryable?: boolean
@@ -45,9 +48,13 @@ export interface ConveyorErrorOptions {
   path?: string
 }
 
+/** An error of Conveyor's: a stable `code` to branch on, and whether repeating may succeed. */
 export class ConveyorError extends Error {
+  /** Stable code from `ErrorCodes`; branch on it, never on the message. */
   readonly code: ErrorCode
+  /** Whether repeating the operation may succeed. Default false. */
   readonly retryable: boolean
+  /** Where the problem is, e.g. `routes > observation > dlq.topic`; `undefined` when no field is to blame. */
   readonly path: string | undefined
 
   constructor(code: ErrorCode, message: string, options: ConveyorErrorOptions = {}) {
@@ -65,6 +72,7 @@ export class ConveyorError extends Error {
  * once, with `reason` (default `non_retryable`) in its headers.
  */
 export class NonRetryableError extends ConveyorError {
+  /** The DLQ reason (`dlq_reason` header). Default `non_retryable`. */
   readonly reason: string
 
   constructor(message: string, options: { cause?: unknown; reason?: string } = {}) {

@@ -6,20 +6,31 @@ import type { Envelope } from './envelope.ts'
  * this is (1 for the first).
  */
 export interface Message<T = unknown> {
+  /** Topic the record was read from. */
   readonly topic: string
+  /** Partition the record was read from. */
   readonly partition: number
+  /** Offset of the record in its partition. */
   readonly offset: bigint
+  /** The record's key bytes, or `null` when it has none. */
   readonly key: Buffer | null
   /** The key as UTF-8 text, or `null`. */
   readonly keyString: string | null
+  /** The record's headers (the envelope's `ce_*` ones included), values as bytes. */
   readonly headers: ReadonlyMap<string, Buffer>
   /** Broker timestamp, ms since the epoch. */
   readonly timestamp: number
+  /** The record's value bytes as delivered, before decoding; `null` when it has none. */
   readonly rawValue: Buffer | null
+  /** The message type, read where the consumer's `typeFrom` says; it chose the route. */
   readonly type: string
+  /** Schema version: the payload's integer `version` field, else `undefined`. */
   readonly version: number | undefined
+  /** The payload as the consumer's codec decoded it. */
   readonly value: T
+  /** The envelope from the `ce_*` headers; without `ce_id`, the id is `<topic>-<partition>-<offset>`. */
   readonly envelope: Envelope
+  /** Which attempt this is: 1 for the first, 2 for the first retry. */
   readonly attempt: number
 }
 
@@ -40,6 +51,7 @@ export interface HandlerContext {
   ) => Promise<{ topic: string; partition: number; offset: bigint }>
 }
 
+/** Handles one message; a throw or rejection fails the attempt (the route's `retry` decides what next). */
 export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => Promise<void> | void
 
 /** Wraps a handler: retry, validation, tracing and timeouts are all middleware. */

@@ -1,6 +1,7 @@
 import { sep } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import type { InboundRecord, OutboundRecord } from '../transport/types.ts'
+import { packageRoot } from '../util/package-root.ts'
 
 /** Headers Conveyor adds to a dead-lettered record (the original headers are kept too). */
 export const DeadLetterHeaders = {
@@ -22,7 +23,7 @@ export const DeadLetterHeaders = {
 export const maxStackLength = 4_000
 
 /** Conveyor's own folder (`…/node_modules/<package>/` once installed), with a trailing slash. */
-const packageRoot = fileURLToPath(new URL('../../', import.meta.url))
+const conveyorRoot = `${packageRoot(import.meta.url)}${sep}`
 
 /**
  * A stack without the machine's absolute paths: frames in Conveyor's package are named
@@ -32,7 +33,7 @@ const packageRoot = fileURLToPath(new URL('../../', import.meta.url))
  */
 export function relativeStack(stack: string, cwd = `${process.cwd()}${sep}`): string {
   let result = stack
-  for (const root of [packageRoot, cwd].sort((a, b) => b.length - a.length)) {
+  for (const root of [conveyorRoot, cwd].sort((a, b) => b.length - a.length)) {
     if (root === sep) continue
     result = result.replaceAll(pathToFileURL(root).href, '').replaceAll(root, '')
   }

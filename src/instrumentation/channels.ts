@@ -9,6 +9,7 @@ import { channel, tracingChannel } from 'node:diagnostics_channel'
 import type { Message } from '../core/message.ts'
 import type { InboundRecord, RecordPosition, TopicPartition } from '../transport/types.ts'
 
+/** The name of each diagnostics channel Conveyor publishes on (see `node:diagnostics_channel`). */
 export const Channels = {
   /** A message finished: `processed`, `dead-lettered` or `ignored` (unknown type, ignore policy). */
   messageHandled: 'conveyor:message:handled',

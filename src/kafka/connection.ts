@@ -4,13 +4,16 @@ import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import { Admin, type BaseOptions } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 
+/** SASL mechanism of `KafkaConnection.sasl`. */
 export type SaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'
 
 /** How Conveyor reaches a Kafka cluster; shared by consumers, producers and admin work. */
 export interface KafkaConnection {
   /** Bootstrap addresses, `host:port`. */
   brokers: string[]
+  /** Client id the brokers see (in their logs and quotas). Default `conveyor`. */
   clientId?: string
+  /** SASL credentials; without them the client does not authenticate. */
   sasl?: { mechanism: SaslMechanism; username: string; password: string }
   /** `true` for TLS with the system's CAs, or the files of a private CA and a client certificate. */
   tls?: boolean | { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean }
@@ -83,11 +86,13 @@ export function translateKafkaError(error: unknown, connection: KafkaConnection)
   return error
 }
 
+/** How long and how {@link verifyConnection} tries the brokers. */
 export interface VerifyOptions {
-  /** Keep trying unreachable brokers for this many milliseconds. */
+  /** Keep trying unreachable brokers for this many milliseconds. Default 30 000. */
   timeout?: number
   /** First pause between attempts; doubles up to 2 s. */
   retryDelay?: number
+  /** Stops the attempts (the promise rejects with the signal's reason). */
   signal?: AbortSignal
 }
 

@@ -18,6 +18,7 @@ import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } fr
 
 /** How a subscription reaches the cluster and how much one fetch may bring. */
 export interface FetchSettings {
+  /** The brokers to reach, and how (client id, SASL, TLS). */
   connection: KafkaConnection
   /**
    * Most bytes one fetch returns (all partitions). A consumer at its `maxBuffered` bound

@@ -20,8 +20,10 @@ import { Utf8Cache } from '../util/utf8-cache.ts'
 import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
 import { type FetchSettings, KafkaSubscription } from './subscription.ts'
 
+/** Compression codec of produced record batches. */
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
 
+/** Options of a `KafkaTransport`: the connection, fetch sizes and compression. */
 export interface KafkaTransportOptions extends FetchSettings {
   /** Compression of produced batches (DLQ records, handler output). */
   compression?: Compression
@@ -38,12 +40,17 @@ export class KafkaTransport implements Transport {
     this.#options = options
   }
 
+  /**
+   * Joins the consumer group and starts consuming; resolves with the subscription once the
+   * client consumes, rejects with `CONVEYOR_KAFKA_AUTHENTICATION` when the broker refuses the credentials.
+   */
   async subscribe(options: SubscribeOptions, listener: SubscriptionListener): Promise<Subscription> {
     const subscription = new KafkaSubscription(this.#options, options, listener)
     await subscription.start()
     return subscription
   }
 
+  /** A new idempotent, acks=all publisher; the transport's `close` closes it too. */
   publisher(): Publisher {
     const publisher = new KafkaPublisher(
       this.#options,
@@ -80,6 +87,10 @@ export class KafkaTransport implements Transport {
     return new Map(topics.map((topic) => [topic, metadata.topics.get(topic)?.partitionsCount ?? 1]))
   }
 
+  /**
+   * Creates the topics that do not exist, with `partitions` (default: the broker's) and the
+   * broker's default replication; existing topics are left as they are. Resolves once all exist.
+   */
   async ensureTopics(topics: { topic: string; partitions?: number }[]): Promise<void> {
     if (topics.length === 0) return
     this.#admin ??= new Admin(clientOptions(this.#options.connection))
@@ -95,6 +106,7 @@ export class KafkaTransport implements Transport {
     }
   }
 
+  /** Closes the publishers it made and its admin client; subscriptions are closed on their own. */
   async close(): Promise<void> {
     await Promise.all([...this.#publishers].map((p) => p.close()))
     await this.#admin?.close()

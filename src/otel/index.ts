@@ -40,6 +40,7 @@ const getter: TextMapGetter<ReadonlyMap<string, Buffer>> = {
   get: (carrier, key) => carrier.get(key)?.toString('utf8')
 }
 
+/** What `conveyorTracing` returns: the consumer middleware and the switch for producer spans. */
 export interface ConveyorTracing {
   /** Consumer middleware: a CONSUMER span around every attempt of every route. */
   middleware: Middleware
@@ -47,6 +48,11 @@ export interface ConveyorTracing {
   enable(): () => void
 }
 
+/**
+ * OpenTelemetry tracing for Conveyor, with spans from `tracer` (default: `trace.getTracer('conveyor')`,
+ * the globally registered provider's). Producer spans start at `enable()`; consumer spans where
+ * `middleware` is installed.
+ */
 export function conveyorTracing({
   tracer = trace.getTracer('conveyor')
 }: {
@@ -139,3 +145,6 @@ export function conveyorTracing({
     }
   }
 }
+
+export type { Envelope } from '../core/envelope.ts'
+export type { Handler, HandlerContext, Message, Middleware } from '../core/message.ts'

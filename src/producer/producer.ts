@@ -13,7 +13,9 @@ import { check } from '../routing/routes.ts'
 import type { Publisher, RecordPosition, Transport } from '../transport/types.ts'
 import { Utf8Cache } from '../util/utf8-cache.ts'
 
+/** Options of `createProducer`; only `transport` is required. */
 export interface ProducerOptions {
+  /** Where records are written; the producer takes one publisher from it when it is made. */
   transport: Transport
   /** Topic used when `send` names none. */
   topic?: string
@@ -28,8 +30,11 @@ export interface ProducerOptions {
   typeField?: string | false
 }
 
+/** Options of one message to send. */
 export interface SendOptions {
+  /** Record key: it picks the partition, so the messages of one key keep their order. Default: none. */
   key?: string | Buffer | null
+  /** Topic to write to. Default: the producer's `topic`. */
   topic?: string
   /** Extra headers, besides the envelope's. */
   headers?: Record<string, string | Buffer>
@@ -62,6 +67,11 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
     this.#publisher = options.transport.publisher()
   }
 
+  /**
+   * Sends one message; resolves with its topic, partition and offset once the broker has
+   * acknowledged it. Rejects with `CONVEYOR_INVALID_OPTION` when no topic is known or the
+   * payload is not an object, and with `CONVEYOR_PUBLISH` (retryable) when the write failed.
+   */
   async send<K extends keyof Types & string>(
     type: K,
     payload: Types[K],
@@ -152,6 +162,7 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
     }
   }
 
+  /** Closes the producer's publisher; resolves once it is closed. */
   async close(): Promise<void> {
     await this.#publisher.close()
   }
@@ -171,6 +182,7 @@ const repeatingHeaders: ReadonlySet<string> = new Set([
   EnvelopeHeaders.tenantId
 ])
 
+/** Creates a producer; see `ConveyorProducer`. */
 export function createProducer<Types extends { [K in keyof Types]: object } = MessageTypes>(
   options: ProducerOptions
 ): ConveyorProducer<Types> {

@@ -8,11 +8,13 @@ export type RetryPolicy = BoundedRetry | RetryForever
 
 /** N retries with exponential backoff and jitter, then the dead-letter queue. */
 export interface BoundedRetry {
+  /** Marks a bounded policy. */
   kind: 'bounded'
   /** Retries after the first attempt (3 → four attempts in all). */
   retries: number
   /** Delay before the first retry, in ms. */
   initialDelay: number
+  /** Each delay is the one before times this. */
   multiplier: number
   /** No delay exceeds this, in ms. */
   maxDelay: number
@@ -22,10 +24,15 @@ export interface BoundedRetry {
 
 /** Never give up, never skip: for strictly ordered replication. The partition (or key) waits. */
 export interface RetryForever {
+  /** Marks a retry-forever policy. */
   kind: 'forever'
+  /** Delay before the first retry, in ms. */
   initialDelay: number
+  /** Each delay is the one before times this. */
   multiplier: number
+  /** No delay exceeds this, in ms. */
   maxDelay: number
+  /** Spread each delay at random over [delay/2, delay], so retries of many messages do not align. */
   jitter: boolean
 }
 
@@ -56,6 +63,7 @@ export function forever(options: Partial<Omit<RetryForever, 'kind'>> = {}): Retr
   return { ...defaultRetryForever, ...options, kind: 'forever' }
 }
 
+/** What `decide` answers: retry after `delay` ms, or send to the DLQ with `reason`. */
 export type RetryDecision = { action: 'retry'; delay: number } | { action: 'dead-letter'; reason: string }
 
 /**

@@ -6,6 +6,7 @@ import { withTimeout } from './timeout.ts'
 /** How one message type is handled. */
 // biome-ignore lint/suspicious/noExplicitAny: a table holds handlers of every payload type
 export interface Route<T = any> {
+  /** Handles the messages of this type; a throw fails the attempt (see `retry`). */
   handler: Handler<T>
   /** Default: bounded (3 retries, 1 s, ×2, 30 s cap, jitter), then the DLQ. */
   retry?: RetryPolicy

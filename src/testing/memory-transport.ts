@@ -23,7 +23,6 @@ import {
  */
 export class MemoryTransport implements Transport {
   readonly #topics = new Map<string, InboundRecord[][]>()
-  readonly #groups = new Map<string, MemoryGroup>()
   readonly #defaultPartitions: number
   readonly #subscriptions = new Set<MemorySubscription>()
 
@@ -35,6 +34,10 @@ export class MemoryTransport implements Transport {
     for (const [topic, partitions] of Object.entries(topics)) this.createTopic(topic, partitions)
   }
 
+  /**
+   * Creates a topic with `partitions` partitions (default: the constructor's `defaultPartitions`,
+   * itself 1 by default); an existing topic is left as it is.
+   */
   createTopic(topic: string, partitions = this.#defaultPartitions): void {
     if (!this.#topics.has(topic))
       this.#topics.set(
@@ -50,15 +53,24 @@ export class MemoryTransport implements Transport {
 
   /** The committed offset of a group on a partition. */
   committed(groupId: string, topic: string, partition: number): bigint | undefined {
-    return this.#groups.get(groupId)?.committed.get(partitionKey(topic, partition))
+    return groupOf(this, groupId).committed.get(partitionKey(topic, partition))
   }
 
+  /**
+   * The live log of a topic (not a copy): one array of records per partition, in offset order.
+   * Throws when the topic does not exist.
+   */
   log(topic: string): InboundRecord[][] {
     const log = this.#topics.get(topic)
     if (!log) throw new Error(`topic "${topic}" does not exist`)
     return log
   }
 
+  /**
+   * Writes a record as a publisher does and returns its position. The partition is
+   * `partition`, else the key's (murmur2, as Kafka), else a random one; throws when the
+   * topic or the partition does not exist.
+   */
   append(record: OutboundRecord): RecordPosition {
     const partitions = this.log(record.topic)
     const key = record.key === undefined || record.key === null ? null : Buffer.from(record.key)
@@ -86,25 +98,21 @@ export class MemoryTransport implements Transport {
     return { topic: record.topic, partition, offset }
   }
 
-  group(groupId: string): MemoryGroup {
-    let group = this.#groups.get(groupId)
-    if (!group) {
-      group = new MemoryGroup()
-      this.#groups.set(groupId, group)
-    }
-    return group
-  }
-
+  /**
+   * Joins the group (its partitions are shared again among the members) and delivers records
+   * asynchronously, as fetches would; rejects when a topic does not exist.
+   */
   async subscribe(options: SubscribeOptions, listener: SubscriptionListener): Promise<Subscription> {
     for (const topic of options.topics) this.log(topic)
     const subscription = new MemorySubscription(this, options, listener, () =>
       this.#subscriptions.delete(subscription)
     )
     this.#subscriptions.add(subscription)
-    this.group(options.groupId).join(subscription, this)
+    groupOf(this, options.groupId).join(subscription, this)
     return subscription
   }
 
+  /** A publisher that appends records to this transport's topics (see `append`); its `close` does nothing. */
   publisher(): Publisher {
     return {
       send: async (records) => records.map((record) => this.append(record)),
@@ -112,13 +120,33 @@ export class MemoryTransport implements Transport {
     }
   }
 
+  /** Creates the topics that do not exist (see `createTopic`). */
   async ensureTopics(topics: { topic: string; partitions?: number }[]): Promise<void> {
     for (const { topic, partitions } of topics) this.createTopic(topic, partitions)
   }
 
+  /** Closes every open subscription (each leaves its group); the topics and their records stay. */
   async close(): Promise<void> {
     await Promise.all([...this.#subscriptions].map((s) => s.close()))
   }
+}
+
+/** Each transport's consumer groups, by group id: kept out of the transport's public API. */
+const groups = new WeakMap<MemoryTransport, Map<string, MemoryGroup>>()
+
+/** The consumer group `groupId` of `transport` (its members and committed offsets), created on first use. */
+function groupOf(transport: MemoryTransport, groupId: string): MemoryGroup {
+  let byId = groups.get(transport)
+  if (!byId) {
+    byId = new Map()
+    groups.set(transport, byId)
+  }
+  let group = byId.get(groupId)
+  if (!group) {
+    group = new MemoryGroup()
+    byId.set(groupId, group)
+  }
+  return group
 }
 
 /** A consumer group: members share the partitions of their topics (round robin). */
@@ -182,7 +210,7 @@ class MemorySubscription implements Subscription {
   }
 
   assign(partitions: TopicPartition[]): void {
-    const group = this.#transport.group(this.#options.groupId)
+    const group = groupOf(this.#transport, this.#options.groupId)
     this.#positions.clear()
     for (const tp of partitions) {
       const key = partitionKey(tp.topic, tp.partition)
@@ -244,7 +272,7 @@ class MemorySubscription implements Subscription {
   }
 
   async commit(offsets: RecordPosition[]): Promise<void> {
-    const group = this.#transport.group(this.#options.groupId)
+    const group = groupOf(this.#transport, this.#options.groupId)
     for (const { topic, partition, offset } of offsets)
       group.committed.set(partitionKey(topic, partition), offset)
   }
@@ -253,6 +281,6 @@ class MemorySubscription implements Subscription {
     if (this.#closed) return
     this.#closed = true
     this.#onClose()
-    this.#transport.group(this.#options.groupId).leave(this, this.#transport)
+    groupOf(this.#transport, this.#options.groupId).leave(this, this.#transport)
   }
 }

@@ -4,40 +4,61 @@
  * same contract tests and lets users unit-test their handlers without a broker.
  */
 
+/** One partition of a topic. */
 export interface TopicPartition {
+  /** Topic name. */
   topic: string
+  /** Partition number, from 0. */
   partition: number
 }
 
 /** A record as the broker delivered it: bytes untouched. */
 export interface InboundRecord {
+  /** Topic the record was read from. */
   topic: string
+  /** Partition the record was read from. */
   partition: number
+  /** Offset of the record in its partition. */
   offset: bigint
+  /** Key bytes, or `null` when the record has none. */
   key: Buffer | null
+  /** Value bytes, or `null` when the record has none (a tombstone). */
   value: Buffer | null
+  /** Headers, values as bytes. */
   headers: Map<string, Buffer>
   /** Milliseconds since the epoch. */
   timestamp: number
 }
 
+/** A record to write; strings are written as UTF-8 bytes. */
 export interface OutboundRecord {
+  /** Topic to write to. */
   topic: string
+  /** Key; without `partition`, it picks the partition (murmur2, as Kafka's Java client). Default: none. */
   key?: Buffer | string | null
+  /** Value; `null` writes a record without one (a tombstone). */
   value: Buffer | string | null
+  /** Headers, as a map or a plain object. */
   headers?: Map<string, Buffer | string> | Record<string, Buffer | string>
   /** Chosen by the transport from the key when absent. */
   partition?: number
 }
 
+/** A place in a partition: a record written, or (in `Subscription.commit`) the next offset to read. */
 export interface RecordPosition {
+  /** Topic name. */
   topic: string
+  /** Partition number, from 0. */
   partition: number
+  /** Offset in the partition. */
   offset: bigint
 }
 
+/** How a subscription joins its consumer group. */
 export interface SubscribeOptions {
+  /** Consumer group to join. */
   groupId: string
+  /** Topics to consume. */
   topics: string[]
   /** Where a group without a committed offset starts. */
   fromBeginning: boolean
@@ -45,8 +66,11 @@ export interface SubscribeOptions {
   groupInstanceId?: string
   /** `consumer` selects the KIP-848 protocol where the broker supports it. */
   groupProtocol?: 'classic' | 'consumer'
+  /** Classic protocol: how long the broker keeps a member without heartbeats, ms. Kafka: 30 000. */
   sessionTimeout?: number
+  /** Classic protocol: how often the member sends a heartbeat, ms. Kafka: 3 000. */
   heartbeatInterval?: number
+  /** Classic protocol: how long a rebalance waits for members to join again, ms. Kafka: 60 000. */
   rebalanceTimeout?: number
 }
 
@@ -55,6 +79,7 @@ export interface SubscribeOptions {
  * partition and synchronously: the runtime decides at once whether it takes the record.
  */
 export interface SubscriptionListener {
+  /** A record of an owned partition, as delivered (see above). */
   record(record: InboundRecord): void
   /** The partitions this member owns now (after a join or rebalance), all of them. */
   assigned(partitions: TopicPartition[]): void
@@ -62,6 +87,7 @@ export interface SubscriptionListener {
   failed(error: Error): void
 }
 
+/** A membership of a consumer group, delivering records to its listener (made by `Transport.subscribe`). */
 export interface Subscription {
   /**
    * Delivers `topic`/`partition` again from `offset`. Records of that partition that
@@ -77,6 +103,7 @@ export interface Subscription {
   park(partition: TopicPartition): void
   /** Stops fetching (all partitions) until `resume`; the batch being delivered may still arrive. */
   pause(): void
+  /** Starts fetching again after `pause`. */
   resume(): void
   /** Commits the offsets (the next offset to read, per partition) for the group. */
   commit(offsets: RecordPosition[]): Promise<void>
@@ -84,20 +111,27 @@ export interface Subscription {
   close(): Promise<void>
 }
 
+/** Writes records to topics (made by `Transport.publisher`). */
 export interface Publisher {
   /** Resolves when every record is acknowledged (acks=all on Kafka), with their positions. */
   send(records: OutboundRecord[]): Promise<RecordPosition[]>
+  /** Closes the publisher; resolves once it is closed. */
   close(): Promise<void>
 }
 
+/** A broker behind Conveyor: `KafkaTransport` for Kafka, `MemoryTransport` for tests. */
 export interface Transport {
+  /** Joins a consumer group and delivers its records to `listener`; resolves with the subscription. */
   subscribe(options: SubscribeOptions, listener: SubscriptionListener): Promise<Subscription>
+  /** A new publisher, for writing records. */
   publisher(): Publisher
   /** Creates topics that do not exist yet (DLQ topics, for instance). */
   ensureTopics(topics: { topic: string; partitions?: number }[]): Promise<void>
+  /** Closes the transport's connections; resolves once they are closed. */
   close(): Promise<void>
 }
 
+/** The `topic:partition` string that names a partition in maps (made once per partition, then reused). */
 export function partitionKey(topic: string, partition: number): string {
   // Called for every record: the strings are made once per partition and reused.
   let keys = partitionKeys.get(topic)

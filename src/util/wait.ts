@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 
+/** Options of `waitFor`. */
 export interface WaitForOptions {
   /** Give up after this many milliseconds. */
   timeout?: number
@@ -8,6 +9,7 @@ export interface WaitForOptions {
   interval?: number
   /** Names the condition in the timeout error. */
   description?: string
+  /** Ends the wait early: `waitFor` rejects once it aborts. */
   signal?: AbortSignal
 }
 
