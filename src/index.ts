@@ -57,6 +57,29 @@ export {
 } from './retry/policy.ts'
 export type { Route, Routes, TypeSource } from './routing/routes.ts'
 export { withTimeout } from './routing/timeout.ts'
+export type {
+  AvroSchema,
+  EnumSchema,
+  FieldSchema,
+  FixedSchema,
+  Named,
+  PrimitiveName,
+  RecordSchema
+} from './schema/avro/model.ts'
+export { AvroCodec, type AvroCodecOptions, type SubjectNameStrategy } from './schema/avro-codec.ts'
+export { type CatalogEntry, loadCatalog, registerCatalog, type SubjectOf } from './schema/catalog.ts'
+export { type CompatibilityLevel, CompatibilityLevels } from './schema/compatibility.ts'
+export { JsonSchemaCodec, type JsonSchemaCodecOptions } from './schema/json-schema-codec.ts'
+export {
+  type RegisteredSchema,
+  type RegistryClientOptions,
+  RegistryError,
+  type SchemaInput,
+  type SchemaReference,
+  SchemaRegistryClient,
+  type SchemaType,
+  type SubjectVersion
+} from './schema/registry-client.ts'
 export { type Stoppable, stopOnSignals } from './service/signals.ts'
 export type * from './transport/types.ts'
 export { type WaitForOptions, waitFor } from './util/wait.ts'

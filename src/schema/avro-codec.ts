@@ -5,9 +5,15 @@ import { compiledById } from './by-id.ts'
 import type { SchemaRegistryClient } from './registry-client.ts'
 import { unframe, wireHeaderSize, withSchemaId } from './wire.ts'
 
+/**
+ * How `AvroCodec` names the subject of an encoded value: `topic` is `<topic>-value` (or
+ * `<topic>-key`), `record` the schema's full name, `topic-record` `<topic>-<full name>`.
+ */
 export type SubjectNameStrategy = 'topic' | 'record' | 'topic-record'
 
+/** Options of an `AvroCodec`. */
 export interface AvroCodecOptions {
+  /** Where schemas are registered (or looked up) when encoding, and fetched by id when decoding. */
   registry: SchemaRegistryClient
   /**
    * Schemas by message type: the writer schema when encoding, and the reader schema
@@ -41,6 +47,7 @@ type AvroType = ReturnType<typeof avro.Type.forSchema>
  * (dead-lettered); an unreachable registry is a retryable error (the message waits).
  */
 export class AvroCodec implements Codec {
+  /** The format's short name: `avro`. */
   readonly name = 'avro'
   readonly #registry: SchemaRegistryClient
   readonly #typeField: string
@@ -84,6 +91,13 @@ export class AvroCodec implements Codec {
     }
   }
 
+  /**
+   * Decodes a framed value with its writer schema (read into its message type's schema in
+   * `schemas` when there is one) and resolves with the value. Rejects with a `DecodeError`
+   * (`bad_magic_byte`, `unknown_schema_id`, `not_avro`, `invalid_avro`, `incompatible_schema`),
+   * or with the `RegistryError` of a failed fetch (retryable when the registry is unreachable
+   * or failing).
+   */
   async decode(bytes: Buffer | null): Promise<unknown> {
     const { schemaId, payload } = unframe(bytes)
     const writer = await this.#writer(schemaId)

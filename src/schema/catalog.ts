@@ -8,10 +8,15 @@ import type { SchemaRegistryClient } from './registry-client.ts'
 
 /** One schema file of the catalog: `<message_type>_v<version>.avsc`. */
 export interface CatalogEntry {
+  /** The message type, from the file name. */
   type: string
+  /** The schema's version, from the file name. */
   version: number
+  /** Path of the file: `root` joined with its path below it. */
   file: string
+  /** The file's text, registered as it is. */
   source: string
+  /** The parsed schema. */
   schema: AvroSchema
 }
 

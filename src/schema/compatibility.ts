@@ -12,6 +12,7 @@ export const CompatibilityLevels = [
   'FULL_TRANSITIVE'
 ] as const
 
+/** One of `CompatibilityLevels`, e.g. `BACKWARD`. */
 export type CompatibilityLevel = (typeof CompatibilityLevels)[number]
 
 export interface CompatibilityProblem extends Incompatibility {

@@ -5,7 +5,9 @@ import { compiledById } from './by-id.ts'
 import type { SchemaRegistryClient } from './registry-client.ts'
 import { frame, unframe } from './wire.ts'
 
+/** Options of a `JsonSchemaCodec`. */
 export interface JsonSchemaCodecOptions {
+  /** Where schemas are registered when encoding, and fetched by id when decoding. */
   registry: SchemaRegistryClient
   /** JSON Schemas by message type, for encoding (and validation before anything is sent). */
   schemas?: Record<string, object>
@@ -19,6 +21,7 @@ export interface JsonSchemaCodecOptions {
  * is a `DecodeError` (`schema_validation`) naming the field.
  */
 export class JsonSchemaCodec implements Codec {
+  /** The format's short name: `json-schema`. */
   readonly name = 'json-schema'
   readonly #registry: SchemaRegistryClient
   readonly #target: 'key' | 'value'
@@ -49,6 +52,12 @@ export class JsonSchemaCodec implements Codec {
     }
   }
 
+  /**
+   * Decodes a framed value, validates it against its writer schema and resolves with it.
+   * Rejects with a `DecodeError` (`bad_magic_byte`, `unknown_schema_id`, `not_json_schema`,
+   * `invalid_json`, `schema_validation`), or with the `RegistryError` of a failed fetch
+   * (retryable when the registry is unreachable or failing).
+   */
   async decode(bytes: Buffer | null): Promise<unknown> {
     const { schemaId, payload } = unframe(bytes)
     const validate = await this.#validator(schemaId)
@@ -66,6 +75,13 @@ export class JsonSchemaCodec implements Codec {
     return value
   }
 
+  /**
+   * Validates a payload against the schema of its `type`, registers that schema under
+   * `<topic>-<target>` (once per subject and type) and resolves with the framed value.
+   * Rejects with a `CONVEYOR_INVALID_OPTION` error when the type has no schema or the
+   * payload does not match it (`path` names the field), or with the `RegistryError` of a
+   * failed registration.
+   */
   async encode(value: unknown, { topic, type }: { topic: string; type: string }): Promise<Buffer> {
     const schema = this.#schemas.get(type)
     if (!schema)

@@ -5,36 +5,65 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { ConveyorError, type ConveyorErrorOptions, ErrorCodes } from '../core/errors.ts'
 import { registryRequestChannel } from '../instrumentation/channels.ts'
 
+/** A schema's format, as the registry names it. */
 export type SchemaType = 'AVRO' | 'JSON' | 'PROTOBUF'
 
+/** A schema that another schema refers to, by the subject and version it is registered under. */
 export interface SchemaReference {
+  /**
+   * The name the referring schema uses for it: in Avro the type's full name, in JSON Schema
+   * the `$ref`, in Protobuf the import path.
+   */
   name: string
+  /** Subject the referenced schema is registered under. */
   subject: string
+  /** Version of the referenced schema in that subject. */
   version: number
 }
 
+/** A schema to register, look up or check. */
 export interface SchemaInput {
+  /** The schema's text, e.g. the JSON of an Avro schema. */
   schema: string
+  /** The schema's format. Default `AVRO`. */
   schemaType?: SchemaType
+  /** Schemas this one refers to. Default none. */
   references?: SchemaReference[]
 }
 
+/** A schema as the registry holds it. */
 export interface RegisteredSchema {
+  /** The schema's text. */
   schema: string
+  /** The schema's format; `AVRO` when the registry's answer names none. */
   schemaType: SchemaType
+  /** Schemas this one refers to; empty when none. */
   references: SchemaReference[]
 }
 
+/** A version of a subject: the schema registered there, its version number and its id. */
 export interface SubjectVersion extends RegisteredSchema {
+  /** The subject the schema is registered under. */
   subject: string
+  /** The version's number in the subject. */
   version: number
+  /** The schema's registry-wide id, the one the wire format carries. */
   id: number
 }
 
+/** Options of a `SchemaRegistryClient`. */
 export interface RegistryClientOptions {
   /** Base URL of the registry, e.g. `http://127.0.0.1:8081`; several are tried in turn. */
   url: string | string[]
+  /**
+   * Credentials sent with every request: `username` and `password` as HTTP Basic, or `token`
+   * as a Bearer token. Default none.
+   */
   auth?: { username: string; password: string } | { token: string }
+  /**
+   * TLS for `https:` URLs: CA, client certificate and key as paths of PEM files (read when the
+   * client is created); `rejectUnauthorized` as in Node.js (default true).
+   */
   tls?: { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean }
   /** Milliseconds per request. Default 10 000. */
   timeout?: number
@@ -44,7 +73,9 @@ export interface RegistryClientOptions {
 
 /** A registry request that failed. `errorCode` is Confluent's (40401, 40403, 409, 42201, …). */
 export class RegistryError extends ConveyorError {
+  /** HTTP status of the registry's answer; undefined when the registry could not be reached. */
   readonly status: number | undefined
+  /** Confluent's `error_code` in the answer, e.g. 40401 (subject not found); undefined when there is none. */
   readonly errorCode: number | undefined
 
   constructor(
@@ -154,16 +185,25 @@ export class SchemaRegistryClient {
     return cached
   }
 
+  /**
+   * A version of a subject (`latest`: the newest) with its schema and id; rejects with a
+   * `RegistryError` (`errorCode` 40401 or 40402) when the subject or version does not exist.
+   */
   async getVersion(subject: string, version: number | 'latest'): Promise<SubjectVersion> {
     return normalizeVersion(
       (await this.#call('GET', `subjects/${encodeURIComponent(subject)}/versions/${version}`)) as RawVersion
     )
   }
 
+  /**
+   * The version numbers registered under a subject; rejects with a `RegistryError`
+   * (`errorCode` 40401) when the subject does not exist.
+   */
   async listVersions(subject: string): Promise<number[]> {
     return (await this.#call('GET', `subjects/${encodeURIComponent(subject)}/versions`)) as number[]
   }
 
+  /** The names of the registry's subjects. */
   async listSubjects(): Promise<string[]> {
     return (await this.#call('GET', 'subjects')) as string[]
   }
@@ -189,6 +229,10 @@ export class SchemaRegistryClient {
     return answer.compatibilityLevel ?? answer.compatibility ?? 'BACKWARD'
   }
 
+  /**
+   * Sets the compatibility level (one of `CompatibilityLevels`) of a subject, or the global level
+   * without one; resolves once the registry accepted it. An unknown level is a `RegistryError` (422).
+   */
   async setCompatibility(level: string, subject?: string): Promise<void> {
     await this.#call(
       'PUT',

@@ -14,9 +14,11 @@ export type AvroSchema =
   | { type: 'map'; values: AvroSchema }
   | { type: 'union'; branches: AvroSchema[] }
 
+/** The names of Avro's primitive types. */
 export type PrimitiveName = 'null' | 'boolean' | 'int' | 'long' | 'float' | 'double' | 'bytes' | 'string'
 
-interface Named {
+/** What every named Avro type (record, enum, fixed) has. */
+export interface Named {
   /** Full name, `namespace.name` (or `name` in the null namespace). */
   fullName: string
   /** Short name, the last part of the full name. */
@@ -25,27 +27,43 @@ interface Named {
   aliases: string[]
 }
 
+/** An Avro record (an Avro `error` is parsed as one too). */
 export interface RecordSchema extends Named {
+  /** Always `record`. */
   type: 'record'
+  /** The fields, in the schema's order. */
   fields: FieldSchema[]
 }
 
+/** A field of a record. */
 export interface FieldSchema {
+  /** The field's name. */
   name: string
+  /** The schema of the field's values. */
   type: AvroSchema
+  /** Whether the field declares a `default` (which may be `null`). */
   hasDefault: boolean
+  /** The declared default as parsed JSON; undefined when there is none (see `hasDefault`). */
   default: unknown
+  /** Other names of the field, as written in the schema. */
   aliases: string[]
 }
 
+/** An Avro enum. */
 export interface EnumSchema extends Named {
+  /** Always `enum`. */
   type: 'enum'
+  /** The symbols, in the schema's order. */
   symbols: string[]
+  /** The symbol a reader uses for a symbol it does not know; undefined when the schema declares none. */
   default: string | undefined
 }
 
+/** An Avro fixed: values of exactly `size` bytes. */
 export interface FixedSchema extends Named {
+  /** Always `fixed`. */
   type: 'fixed'
+  /** Size of every value, in bytes. */
   size: number
 }
 
