@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict'
 import { type SpawnOptions, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -55,18 +55,20 @@ function ok(result: Result, what: string): Result {
 }
 
 let project: string
+let tarball: string
 const nodes: Array<{ label: string; binary: string }> = []
 
 /** The environment of a command run with `binary` as `node` (so `npx` and the bin use it). */
 function envFor(binary: string): NodeJS.ProcessEnv {
-  const { KAFKA_BROKERS: _k, ...env } = process.env
+  // Not this runner's own context: a `node --test` in the user's project must run its tests.
+  const { KAFKA_BROKERS: _k, NODE_TEST_CONTEXT: _c, ...env } = process.env
   return { ...env, PATH: `${dirname(binary)}:${process.env.PATH}` }
 }
 
 before(async () => {
   const work = mkdtempSync(join(tmpdir(), 'conveyor-package-'))
   ok(await run('npm', ['pack', '--pack-destination', work], { cwd: root }), 'npm pack')
-  const tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!)
+  tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!)
   project = join(work, 'user-service')
   mkdirSync(join(project, 'src'), { recursive: true })
   writeFileSync(
@@ -269,5 +271,48 @@ console.log(JSON.stringify(seen.sort()))
       assert.deepEqual(lines().sort(), ['o-0', 'o-1', 'o-2', 'o-3', 'o-4'], output)
       service.kill('SIGTERM')
       assert.equal(await exited, 0, output)
+    })
+})
+
+describe('the examples, each a project of its own on the installed package', () => {
+  const examples = readdirSync(join(root, 'examples'), { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
+
+  test('there are examples to run', () => {
+    assert.ok(examples.length > 0)
+  })
+
+  for (const name of examples)
+    test(`examples/${name}: npm install with the tarball, then its own npm test against the real broker`, async () => {
+      const env = envFor(process.execPath)
+      ok(
+        await run(
+          'npx',
+          ['conveyor', 'kafka', 'up', '--name', cluster.name, '--port', String(cluster.port)],
+          {
+            cwd: project,
+            env,
+            timeout: 600_000
+          }
+        ),
+        'kafka up'
+      )
+      const copy = join(dirname(project), 'examples', name)
+      cpSync(join(root, 'examples', name), copy, {
+        recursive: true,
+        filter: (source) => !source.includes('node_modules')
+      })
+      ok(
+        await run('npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: copy, env }),
+        `npm install in ${name}`
+      )
+      const tested = await run('npm', ['test'], {
+        cwd: copy,
+        env: { ...env, KAFKA_BROKERS: brokers },
+        timeout: 600_000
+      })
+      ok(tested, `npm test in examples/${name}`)
+      assert.match(`${tested.stdout}${tested.stderr}`, /ℹ pass [1-9]\d*\nℹ fail 0\n/)
     })
 })
