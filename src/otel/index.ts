@@ -2,7 +2,7 @@
  * OpenTelemetry tracing for Conveyor, on `@opentelemetry/api` only: the application brings
  * its SDK (tracer provider, context manager, W3C propagators) and registers it globally.
  *
- *   import { conveyorTracing } from 'conveyor/otel'
+ *   import { conveyorTracing } from '@conveyorjs/conveyor/otel'
  *   const tracing = conveyorTracing()
  *   tracing.enable()                                   // producer spans, trace context in headers
  *   createConsumer({ …, middleware: [tracing.middleware] }) // consumer spans, handlers run in them
