@@ -142,6 +142,11 @@ export class KafkaSubscription implements Subscription {
       ...(options.groupInstanceId ? { groupInstanceId: options.groupInstanceId } : {}),
       autocommit: false
     }) as RawConsumer
+    // The client reports a rejoin that failed (a rebalance whose JoinGroup or SyncGroup lost
+    // its connection, say) as an 'error' event on itself; without a listener, Node throws it
+    // and the process ends. While open, it is this subscription's failure (the runtime joins
+    // again); once closing, it is expected and ignored.
+    this.#consumer.on('error', (error: Error) => this.#fail(error))
   }
 
   async start(): Promise<void> {

@@ -282,16 +282,8 @@ describe('the examples, each a project of its own on the installed package', () 
     assert.ok(examples.length > 0)
   })
 
-  /** Examples whose test is known to fail intermittently, with why: run, but not yet in CI. */
-  const unreliable: Record<string, string> = {
-    'monitoring-ingestion':
-      'its competing-consumers test fails intermittently on a freshly started broker with the client\'s raw "Connection closed" (PLT_KFK_NETWORK) escaping a consumer or producer call; not root-caused yet'
-  }
-
   for (const name of examples)
-    test(`examples/${name}: npm install with the tarball, then its own npm test against the real broker`, {
-      skip: unreliable[name] ?? false
-    }, async () => {
+    test(`examples/${name}: npm install with the tarball, then its own npm test against the real broker`, async () => {
       const env = envFor(process.execPath)
       const up = ok(
         await run('npx', ['conveyor', ...kafkaUp], { cwd: project, env, timeout: 600_000 }),
