@@ -50,6 +50,19 @@ export interface PipelineService {
   stop(): Promise<void>
 }
 
+/** A service from its consumer and the producer it sends with: stopping drains, then flushes. */
+function running(
+  consumer: ConveyorConsumer,
+  producer: { close(): Promise<void> },
+  handled: { count: number }
+) {
+  const stop = async () => {
+    await consumer.stop()
+    await producer.close()
+  }
+  return { consumer, handled, stop }
+}
+
 export function createIngestion({
   transport,
   groupId = 'airis-mon-ingestion',
@@ -86,11 +99,7 @@ export function createIngestion({
       }
     }
   })
-  const stop = async () => {
-    await consumer.stop()
-    await producer.close()
-  }
-  return { consumer, handled, stop }
+  return running(consumer, producer, handled)
 }
 
 export function createAlerter({
@@ -127,9 +136,5 @@ export function createAlerter({
       }
     }
   })
-  const stop = async () => {
-    await consumer.stop()
-    await producer.close()
-  }
-  return { consumer, handled, stop }
+  return running(consumer, producer, handled)
 }

@@ -5,51 +5,19 @@
  * line on stderr that says why, never a stack trace.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { suite, test } from 'node:test'
-import { promisify } from 'node:util'
 import { Admin } from '@platformatic/kafka'
 import { clientOptions } from '../../../src/kafka/connection.ts'
+import { assertOneLineFailure, conveyor } from '../../helpers/cli.ts'
 import { saslConnection, testConnection, uniqueName, useTopic } from '../../helpers/kafka.ts'
-
-const run = promisify(execFile)
-const cli = new URL('../../../bin/conveyor.ts', import.meta.url).pathname
 
 /** Nothing listens on port 1: connections are refused at once. */
 const nowhere = '127.0.0.1:1'
 /** Short, so the file stays fast; the default (10 s) is for people. */
 const timeout = '500'
-
-/** The test's environment without any of the CLI's own settings, so each test sets exactly what it means. */
-const cleanEnv = Object.fromEntries(
-  Object.entries(process.env).filter(
-    ([name]) =>
-      !name.startsWith('CONVEYOR_KAFKA_') && name !== 'CONVEYOR_REGISTRY_URL' && name !== 'CONVEYOR_DEBUG'
-  )
-)
-
-async function conveyor(args: string[], env: Record<string, string> = {}) {
-  return run(process.execPath, [cli, ...args], { env: { ...cleanEnv, ...env }, encoding: 'utf8' }).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (error: { code: number; stdout: string; stderr: string }) => ({
-      code: error.code,
-      stdout: error.stdout,
-      stderr: error.stderr
-    })
-  )
-}
-
-/** Exit 1, and stderr is exactly one line (matching `line`) with no stack trace in it. */
-function assertOneLineFailure(result: { code: number; stdout: string; stderr: string }, line: RegExp) {
-  assert.equal(result.code, 1, `exit code 1\nstderr: ${result.stderr}`)
-  assert.ok(!result.stderr.includes('    at '), `no stack trace:\n${result.stderr}`)
-  const lines = result.stderr.replace(/\n$/, '').split('\n')
-  assert.equal(lines.length, 1, `exactly one line on stderr:\n${result.stderr}`)
-  assert.match(lines[0]!, line)
-}
 
 const topicsFile = join(mkdtempSync(join(tmpdir(), 'unreachable-')), 'topics.yaml')
 writeFileSync(topicsFile, 'topics: {}\n')

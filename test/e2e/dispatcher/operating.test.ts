@@ -3,13 +3,13 @@
  * that does not sit out the drain timeout, one JSON log stream, call retries counted.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { waitFor } from '../../../src/util/wait.ts'
+import { conveyor } from '../../helpers/cli.ts'
 import { useDispatcher } from '../../helpers/dispatcher.ts'
 import {
   committedOffsets,
@@ -20,29 +20,6 @@ import {
   useTopic
 } from '../../helpers/kafka.ts'
 import { configFile, handlersModule, startService } from '../../helpers/service.ts'
-
-const cli = new URL('../../../bin/conveyor.ts', import.meta.url).pathname
-
-/** Runs the CLI to its end; its environment has no API token unless `env` gives one. */
-async function runCli(args: string[], env: Record<string, string> = {}) {
-  const { USER_TOKEN: _u, API_TOKEN: _a, ...inherited } = process.env
-  const child = spawn(process.execPath, [cli, ...args], {
-    env: { ...inherited, ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
-}
 
 function dispatcherConfig(extra: string[] = []): string {
   return configFile(
@@ -66,7 +43,7 @@ async function takenPort(t: { after: (fn: () => unknown) => void }): Promise<num
 
 describe('command dispatcher: start-up errors are one line and exit 1', () => {
   test('without a token the CISO Assistant profile does not start: exit 1, one line naming api.token and USER_TOKEN', async () => {
-    const { code, stdout, stderr } = await runCli(['dispatcher', '-c', dispatcherConfig()])
+    const { code, stdout, stderr } = await conveyor(['dispatcher', '-c', dispatcherConfig()])
     assert.equal(code, 1)
     assert.equal(stdout, '')
     assert.equal(
@@ -77,7 +54,7 @@ describe('command dispatcher: start-up errors are one line and exit 1', () => {
 
   test('an HTTP port already in use: dispatcher and run exit 1 with one line naming http.port, no stack trace', async (t) => {
     const port = await takenPort(t)
-    const dispatcher = await runCli(['dispatcher', '-c', dispatcherConfig(), '--port', String(port)], {
+    const dispatcher = await conveyor(['dispatcher', '-c', dispatcherConfig(), '--port', String(port)], {
       USER_TOKEN: 'pat-1'
     })
     assert.equal(dispatcher.code, 1)
@@ -86,7 +63,7 @@ describe('command dispatcher: start-up errors are one line and exit 1', () => {
       `conveyor dispatcher: http.port: cannot listen on 127.0.0.1:${port}: the port is already in use\n`
     )
     const topic = await useTopic(t, { partitions: 1 })
-    const run = await runCli([
+    const run = await conveyor([
       'run',
       '-c',
       configFile(
@@ -108,7 +85,7 @@ describe('command dispatcher: start-up errors are one line and exit 1', () => {
 
   test('the embedded registry on a port in use: exit 1 with one line', async (t) => {
     const port = await takenPort(t)
-    const registry = await runCli([
+    const registry = await conveyor([
       'registry',
       '--port',
       String(port),
