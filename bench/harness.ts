@@ -4,7 +4,9 @@
  * process (`bench/worker.ts`), repeatedly, in alternating order, on the same broker and the
  * same data. The harness reports the median, min and max of each contender's metric and
  * the ratios between contenders measured in the same run (absolute figures on a shared
- * machine are noise; ratios measured side by side hold).
+ * machine are noise; ratios measured side by side hold). With a baseline commit
+ * (`BENCH_BASELINE`, see bench/run.ts) Conveyor's own contenders are measured a second time
+ * on that commit's runtime (`withBaseline`, bench/runtime.ts).
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -12,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { KafkaConnection } from '../src/kafka/connection.ts'
 import { median } from './lib.ts'
+import { baselineSuffix } from './runtime.ts'
 
 export interface BenchContext {
   connection: KafkaConnection
@@ -58,6 +61,11 @@ export interface Scenario<Prepared = unknown> {
   cleanup?(prepared: Prepared, context: BenchContext): Promise<void>
   ratios: Ratio[]
   goals?: Goal[]
+  /**
+   * The contenders measuring Conveyor itself, whose measurement loads Conveyor through
+   * `runtime()` (bench/runtime.ts). With a baseline each is also measured as `<name>@base`.
+   */
+  runtimeContenders?: string[]
   /** Parameters to report (sizes, partitions, handler delays). */
   parameters(quick: boolean): Record<string, unknown>
 }
@@ -87,6 +95,24 @@ export interface ScenarioSummary {
   ratios: RatioSummary[]
   goals: Array<{ contender: string; description: string; median: number; met: boolean }>
   verified: boolean
+}
+
+/**
+ * Adds the baseline's contenders to `scenario`: `<name>@base` right after each of its
+ * `runtimeContenders` (the same measurement on the baseline's runtime, labelled with
+ * `baseline`, e.g. `HEAD~1 (5e00220)`), and the ratio `<name> / <name>@base`, without a goal.
+ */
+export function withBaseline(scenario: Scenario, baseline: string): void {
+  const measured = scenario.contenders.filter((c) => scenario.runtimeContenders?.includes(c.name))
+  scenario.contenders = scenario.contenders.flatMap((c) =>
+    measured.includes(c)
+      ? [c, { name: `${c.name}${baselineSuffix}`, label: `${c.label}, at ${baseline}` }]
+      : [c]
+  )
+  scenario.ratios = [
+    ...scenario.ratios,
+    ...measured.map((c) => ({ numerator: c.name, denominator: `${c.name}${baselineSuffix}` }))
+  ]
 }
 
 /** Runs `measure` for one contender in a fresh Node process and parses what it prints. */

@@ -1,11 +1,25 @@
 /**
- * `npm run bench [-- <scenario> …] [--quick] [--repeats N]`: starts (or reuses) the local
- * benchmark broker, runs each scenario's contenders back to back on the same data, and
- * prints a table of medians, min–max and ratios. Results are saved as JSON under
+ * `npm run bench [-- <scenario> …] [--quick] [--repeats N] [--baseline <git ref>]`: starts (or
+ * reuses) the local benchmark broker, runs each scenario's contenders back to back on the same
+ * data, and prints a table of medians, min–max and ratios. Results are saved as JSON under
  * bench/results/; a full run also writes bench/results/summary.md and the README's table.
+ *
+ * A/B against an earlier commit: `BENCH_BASELINE=<git ref> npm run bench -- consume latency`
+ * (or `--baseline <ref>`) measures each scenario's Conveyor contenders (`runtimeContenders`,
+ * e.g. `conveyor`) a second time as `<name>@base`, in the same run and alternating with the
+ * others: the same measurement code, with Conveyor's runtime (what the measurement loads
+ * through `runtime()`, bench/runtime.ts) taken from that commit's `src/` instead of the
+ * working tree's. The table then shows the ratio `conveyor / conveyor@base` (above 1: the
+ * working tree is faster, for higher-is-better metrics). The commit's `src/` is extracted
+ * once per commit into bench/.baseline/<sha>/ (git-ignored; delete it freely) and handed to
+ * the workers in CONVEYOR_BENCH_BASELINE_SRC. A baseline run never writes the README's table.
+ * `BENCH_CONTENDERS=conveyor,conveyor@base` measures only those two.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { defaultKafkaVersion } from '../src/dev/kafka/index.ts'
 import {
   type BenchContext,
@@ -14,9 +28,11 @@ import {
   type Scenario,
   type ScenarioSummary,
   summarize,
-  table
+  table,
+  withBaseline
 } from './harness.ts'
 import { benchConnection, kafkaToolsVersion } from './lib.ts'
+import { baselineVariable } from './runtime.ts'
 
 const order = ['consume', 'io-bound', 'produce', 'latency', 'memory']
 const args = process.argv.slice(2)
@@ -26,7 +42,7 @@ const repeatsOverride = flagValue('--repeats') === undefined ? undefined : Numbe
 /** `--profile <contender>`: that contender's workers write V8 CPU profiles into bench/profiles/. */
 const profiled = flagValue('--profile')
 const wanted = args.filter(
-  (a, i) => !a.startsWith('--') && !['--repeats', '--profile'].includes(args[i - 1]!)
+  (a, i) => !a.startsWith('--') && !['--repeats', '--profile', '--baseline'].includes(args[i - 1]!)
 )
 const unknown = wanted.filter((w) => !order.includes(w))
 if (unknown.length > 0) {
@@ -34,6 +50,40 @@ if (unknown.length > 0) {
   process.exit(2)
 }
 const log = (line: string) => process.stderr.write(`${line}\n`)
+
+/** Resolves `ref` and extracts its `src/` into bench/.baseline/<sha>/src (once per commit). */
+function extractBaseline(ref: string): { ref: string; sha: string; src: string } {
+  const git = (...gitArgs: string[]) =>
+    execFileSync('git', gitArgs, {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8'
+    }).trim()
+  let sha: string
+  try {
+    sha = git('rev-parse', '--verify', '--quiet', `${ref}^{commit}`)
+  } catch {
+    log(`baseline ${ref}: not a commit in this repository`)
+    process.exit(2)
+  }
+  const directory = fileURLToPath(new URL(`./.baseline/${sha}/`, import.meta.url))
+  const complete = join(directory, 'complete')
+  if (!existsSync(complete)) {
+    log(`extracting src/ of ${ref} (${sha}) into ${directory}`)
+    rmSync(directory, { recursive: true, force: true })
+    mkdirSync(directory, { recursive: true })
+    git('archive', `--output=${join(directory, 'src.tar')}`, sha, 'src')
+    execFileSync('tar', ['-x', '-f', 'src.tar'], { cwd: directory })
+    rmSync(join(directory, 'src.tar'))
+    writeFileSync(complete, `${ref}\n`)
+  }
+  return { ref, sha, src: join(directory, 'src') }
+}
+
+const baselineRef = flagValue('--baseline') ?? process.env.BENCH_BASELINE
+const baseline = baselineRef ? extractBaseline(baselineRef) : undefined
+if (baseline) process.env[baselineVariable] = baseline.src
+/** In each result file (left out without a baseline). */
+const baselineCommit = baseline && { ref: baseline.ref, sha: baseline.sha }
 const machine = {
   cpus: cpus().length,
   cpuModel: cpus()[0]?.model?.trim(),
@@ -56,6 +106,7 @@ for (const name of wanted.length > 0 ? order.filter((o) => wanted.includes(o)) :
   const scenarioStarted = Date.now()
   const prepared = await scenario.prepare(context)
   const repeats = repeatsOverride ?? scenario.repeats(quick)
+  if (baseline) withBaseline(scenario, `${baseline.ref} (${baseline.sha.slice(0, 7)})`)
   // BENCH_CONTENDERS=conveyor,platformatic measures only those (for quick before/after comparisons).
   const only = process.env.BENCH_CONTENDERS?.split(',')
   if (only) scenario.contenders = scenario.contenders.filter((c) => only.includes(c.name))
@@ -85,7 +136,7 @@ for (const name of wanted.length > 0 ? order.filter((o) => wanted.includes(o)) :
   const seconds = Math.round((Date.now() - scenarioStarted) / 1000)
   writeFileSync(
     new URL(`./${scenario.name}.json`, results),
-    `${JSON.stringify({ ...summary, machine, seconds, date: new Date().toISOString() }, null, 2)}\n`
+    `${JSON.stringify({ ...summary, machine, baseline: baselineCommit, seconds, date: new Date().toISOString() }, null, 2)}\n`
   )
   log(`  (${seconds} s)`)
 }
@@ -95,7 +146,11 @@ process.stdout.write(`\n${markdown}\n`)
 const total = Math.round((Date.now() - started) / 1000)
 const machineLine = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine.cpus} cores (${machine.cpuModel}), ${machine.memoryGB} GB, Node ${machine.node}, ${machine.kafka}; Kafka tools ${machine.kafkaTools}; the full run took ${Math.round(total / 60)} min.`
 process.stdout.write(`\n${machineLine}\n`)
-if (wanted.length === 0 && !quick) {
+if (baseline)
+  process.stdout.write(
+    `\n<name>@base: the same measurement on the runtime of ${baseline.ref} (${baseline.sha}).\n`
+  )
+if (wanted.length === 0 && !quick && !baseline) {
   writeFileSync(new URL('./summary.md', results), `${markdown}\n\n${machineLine}\n`)
   const readme = new URL('../README.md', import.meta.url)
   const text = readFileSync(readme, 'utf8')

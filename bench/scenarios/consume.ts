@@ -11,11 +11,10 @@
 import { randomBytes } from 'node:crypto'
 import { Consumer } from '@platformatic/kafka'
 import { Kafka, logLevel } from 'kafkajs'
-import { createConsumer } from '../../src/consumer/consumer.ts'
 import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.ts'
-import { KafkaTransport } from '../../src/kafka/transport.ts'
 import type { Measurement, Scenario } from '../harness.ts'
 import { bareConsumerStream, createTopic, deleteTopic, produceBacklog, runKafkaTool } from '../lib.ts'
+import { runtime } from '../runtime.ts'
 
 interface Prepared {
   topic: string
@@ -107,6 +106,8 @@ function verdict(
 }
 
 async function conveyor({ topic, count }: Prepared, connection: KafkaConnection): Promise<Measurement> {
+  const { createConsumer } = await runtime('consumer/consumer.ts')
+  const { KafkaTransport } = await runtime('kafka/transport.ts')
   const tally = new Tally(count)
   const groupId = `bench-conveyor-${randomBytes(4).toString('hex')}`
   const transport = new KafkaTransport({
@@ -276,5 +277,6 @@ export const scenario: Scenario<Prepared> = {
     { numerator: 'conveyor', denominator: 'platformatic', goal: { atLeast: 0.9 } },
     { numerator: 'conveyor', denominator: 'kafkajs', goal: { atLeast: 2 } },
     { numerator: 'conveyor', denominator: 'java' }
-  ]
+  ],
+  runtimeContenders: ['conveyor']
 }

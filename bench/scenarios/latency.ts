@@ -8,11 +8,10 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { createConsumer } from '../../src/consumer/consumer.ts'
 import type { KafkaConnection } from '../../src/kafka/connection.ts'
-import { KafkaTransport } from '../../src/kafka/transport.ts'
 import type { Measurement, Scenario } from '../harness.ts'
 import { bareConsumerStream, createTopic, deleteTopic, quantile } from '../lib.ts'
+import { runtime } from '../runtime.ts'
 
 interface Prepared {
   rate: number
@@ -106,6 +105,8 @@ export const scenario: Scenario<Prepared> = {
   async measure(contender, prepared, { connection }) {
     const groupId = `bench-latency-${contender}-${randomBytes(4).toString('hex')}`
     if (contender === 'conveyor') {
+      const { createConsumer } = await runtime('consumer/consumer.ts')
+      const { KafkaTransport } = await runtime('kafka/transport.ts')
       return run(connection, prepared, async (topic, see) => {
         const transport = new KafkaTransport({ connection })
         const consumer = createConsumer({
@@ -143,5 +144,6 @@ export const scenario: Scenario<Prepared> = {
     })
   },
   ratios: [{ numerator: 'conveyor', denominator: 'platformatic' }],
-  goals: [{ contender: 'conveyor', description: 'Conveyor p99 < 25 ms', holds: (p99) => p99 < 25 }]
+  goals: [{ contender: 'conveyor', description: 'Conveyor p99 < 25 ms', holds: (p99) => p99 < 25 }],
+  runtimeContenders: ['conveyor']
 }

@@ -9,10 +9,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createConsumer } from '../../src/consumer/consumer.ts'
-import { KafkaTransport } from '../../src/kafka/transport.ts'
 import type { Scenario } from '../harness.ts'
 import { createTopic, deleteTopic, megabytes, produceBacklog, slope } from '../lib.ts'
+import { runtime } from '../runtime.ts'
 
 interface Prepared {
   topic: string
@@ -48,6 +47,8 @@ export const scenario: Scenario<Prepared> = {
     return { topic, backlog, seconds: quick ? 20 : 60 }
   },
   async measure(_, { topic, seconds }, { connection }) {
+    const { createConsumer } = await runtime('consumer/consumer.ts')
+    const { KafkaTransport } = await runtime('kafka/transport.ts')
     global.gc?.()
     const lastOffset = new Map<number, bigint>()
     let handled = 0
@@ -132,5 +133,6 @@ export const scenario: Scenario<Prepared> = {
       description: 'RSS flat: highest ≤ 1.1 × after warm-up',
       holds: (ratio) => ratio <= 1.1
     }
-  ]
+  ],
+  runtimeContenders: ['conveyor']
 }

@@ -12,14 +12,12 @@ import { ProduceAcks, Producer } from '@platformatic/kafka'
 import avro from 'avsc'
 import { envelopeHeaders, newEnvelope } from '../../src/core/envelope.ts'
 import { clientOptions } from '../../src/kafka/connection.ts'
-import { KafkaTransport } from '../../src/kafka/transport.ts'
-import { ConveyorProducer } from '../../src/producer/producer.ts'
 import { EmbeddedRegistry } from '../../src/registry/registry.ts'
-import { AvroCodec } from '../../src/schema/avro-codec.ts'
 import { SchemaRegistryClient } from '../../src/schema/registry-client.ts'
 import { frame } from '../../src/schema/wire.ts'
 import type { Measurement, Scenario } from '../harness.ts'
 import { createTopic, deleteTopic, runKafkaTool, topicSize } from '../lib.ts'
+import { runtime } from '../runtime.ts'
 
 interface Prepared {
   registryUrl: string
@@ -123,8 +121,12 @@ export const scenario: Scenario<Prepared> = {
           details: { summary }
         }
       }
-      const client = new SchemaRegistryClient({ url: registryUrl })
       if (contender.startsWith('conveyor')) {
+        const { KafkaTransport } = await runtime('kafka/transport.ts')
+        const { ConveyorProducer } = await runtime('producer/producer.ts')
+        const { AvroCodec } = await runtime('schema/avro-codec.ts')
+        const { SchemaRegistryClient } = await runtime('schema/registry-client.ts')
+        const client = new SchemaRegistryClient({ url: registryUrl })
         const transport = new KafkaTransport({ connection })
         const producer = new ConveyorProducer({
           transport,
@@ -158,6 +160,7 @@ export const scenario: Scenario<Prepared> = {
         return result
       }
       // The bare client: bytes encoded (Avro, framed with the registry id) before the clock starts.
+      const client = new SchemaRegistryClient({ url: registryUrl })
       const id = await client.register(`${topic}-value`, { schema: JSON.stringify(schema) })
       const type = avro.Type.forSchema(schema as never)
       const withEnvelope = contender === 'raw-batched-envelope'
@@ -204,5 +207,6 @@ export const scenario: Scenario<Prepared> = {
     // Conveyor's own cost apart from the envelope headers' (which the client encodes per record).
     { numerator: 'conveyor-batched', denominator: 'raw-batched-envelope' },
     { numerator: 'conveyor-batched', denominator: 'java' }
-  ]
+  ],
+  runtimeContenders: ['conveyor-single', 'conveyor-batched']
 }
