@@ -1,0 +1,177 @@
+/**
+ * The failure path: what happens to a message once an attempt failed. Its route's
+ * policy decides (`decide` in src/retry/policy.ts): wait and try again, or write it to
+ * the dead-letter topic. Either way the message ends with an outcome the commit point
+ * can trust: `processed` or `dead-lettered` only once the DLQ write is acknowledged, and
+ * `abandoned` (never committed: it comes again) when the consumer stops or loses the
+ * partition first.
+ */
+import type { HandlerContext, Message } from '../core/message.ts'
+import { deadLetterRecord } from '../dead-letter/record.ts'
+import {
+  deadLetteredChannel,
+  deadLetterFailedChannel,
+  messageRetryChannel
+} from '../instrumentation/channels.ts'
+import { backoff, decide, forever } from '../retry/policy.ts'
+import type { CompiledRoute } from '../routing/routes.ts'
+import type { InboundRecord, Publisher } from '../transport/types.ts'
+import { wait } from '../util/wait.ts'
+import type { DeliveredMessage } from './delivered-message.ts'
+import type { Outcome, PartitionState, RetryWait } from './partition.ts'
+
+/** Dead-letter writes that fail are retried with this policy until they succeed or the consumer stops. */
+const deadLetterRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
+
+/** Why and where a record is dead-lettered. */
+export interface DeadLetterDetails {
+  topic: string
+  reason: string
+  error: unknown
+  attempts: number
+  firstFailure: Date
+}
+
+export interface FailurePathOptions {
+  groupId: string
+  /** Where dead letters are written (made at start). */
+  publisher(): Publisher
+  /** The DLQ of a source topic when the route names none. */
+  deadLetterTopic(topic: string): string
+  /** Runs the route's handler (with tracing when it is on). */
+  call(route: CompiledRoute, message: Message, context: HandlerContext): Promise<void>
+  context(state: PartitionState, message: Message): HandlerContext
+  /** Reports how the message ended (logs, metrics) and returns the outcome. */
+  handled(
+    record: InboundRecord,
+    message: Message | undefined,
+    outcome: Outcome,
+    attempts: number,
+    started: number
+  ): Outcome
+  /** The partition's first message started waiting for a retry: it may hold only its own bound now. */
+  blocked(state: PartitionState): void
+}
+
+export class FailurePath {
+  readonly #options: FailurePathOptions
+
+  constructor(options: FailurePathOptions) {
+    this.#options = options
+  }
+
+  /**
+   * An attempt of the handler failed with `failed.error`: retries it as the route's
+   * policy says, until it succeeds (`processed`) or the policy gives up (the DLQ). A
+   * message waiting for a retry blocks its lane only; `status()` lists it.
+   */
+  async retry(
+    record: InboundRecord,
+    state: PartitionState,
+    route: CompiledRoute,
+    failedMessage: DeliveredMessage,
+    started: number,
+    failed: { error: unknown; attempt: number }
+  ): Promise<Outcome> {
+    const { handled } = this.#options
+    const signal = state.waits
+    const context = this.#options.context(state, failedMessage)
+    const firstFailure = new Date()
+    let message = failedMessage
+    let { error, attempt } = failed
+    for (;;) {
+      const decision = decide(route.retry, attempt, error)
+      if (decision.action === 'dead-letter') {
+        const outcome = await this.deadLetter(record, state, {
+          topic: route.deadLetterTopic ?? this.#options.deadLetterTopic(record.topic),
+          reason: decision.reason,
+          error,
+          attempts: attempt,
+          firstFailure
+        })
+        return handled(record, message, outcome, attempt, started)
+      }
+      if (messageRetryChannel.hasSubscribers) {
+        messageRetryChannel.publish({
+          groupId: this.#options.groupId,
+          message,
+          error,
+          attempt,
+          delay: decision.delay
+        })
+      }
+      if (!(await this.#waitForRetry(state, message, attempt, decision.delay, error)))
+        return handled(record, message, 'abandoned', attempt, started)
+      attempt++
+      message = message.withAttempt(attempt)
+      if (signal.aborted) return handled(record, message, 'abandoned', attempt, started)
+      try {
+        await this.#options.call(route, message, context)
+        return handled(record, message, 'processed', attempt, started)
+      } catch (thrown) {
+        error = thrown
+      }
+    }
+  }
+
+  /** Waits `delay` ms before the next attempt; false when the consumer stopped or lost the partition. */
+  async #waitForRetry(
+    state: PartitionState,
+    message: DeliveredMessage,
+    attempt: number,
+    delay: number,
+    error: unknown
+  ): Promise<boolean> {
+    if (state.retrying++ === 0) this.#options.blocked(state)
+    const waiting: RetryWait = {
+      offset: message.offset,
+      key: message.keyString,
+      type: message.type,
+      attempt,
+      nextRetryAt: new Date(Date.now() + delay).toISOString(),
+      error: (error as Error)?.message ?? String(error)
+    }
+    state.retryWaits.add(waiting)
+    try {
+      return await wait(delay, state.waits)
+    } finally {
+      state.retryWaits.delete(waiting)
+      state.retrying--
+    }
+  }
+
+  /**
+   * Writes the record to its dead-letter topic and resolves once the broker acknowledged
+   * it. A failed write is retried (capped backoff) until it succeeds; if the consumer
+   * stops or loses the partition first, the record is abandoned (not committed), so it
+   * comes again: never lost.
+   */
+  async deadLetter(
+    record: InboundRecord,
+    state: PartitionState,
+    details: DeadLetterDetails
+  ): Promise<Outcome> {
+    const { groupId } = this.#options
+    const dlq = deadLetterRecord(record, { ...details, groupId, lastFailure: new Date() })
+    for (let attempt = 1; ; attempt++) {
+      if (state.waits.aborted || state.revoked) return 'abandoned'
+      try {
+        await this.#options.publisher().send([dlq])
+        if (deadLetteredChannel.hasSubscribers) {
+          deadLetteredChannel.publish({
+            groupId,
+            record,
+            topic: details.topic,
+            reason: details.reason,
+            error: details.error,
+            attempts: details.attempts
+          })
+        }
+        return 'dead-lettered'
+      } catch (error) {
+        deadLetterFailedChannel.publish({ groupId, record, topic: details.topic, error })
+        if (!(await wait(backoff(deadLetterRetry, attempt), state.waits))) return 'abandoned'
+      }
+    }
+  }
+}

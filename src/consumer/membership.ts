@@ -1,0 +1,304 @@
+/**
+ * Membership: the consumer's place in its group. It joins (and joins again after the
+ * client gave up during a broker outage), learns which partitions this member owns, keeps
+ * their states, and runs the two edges of ownership:
+ *
+ * - **assignment**: a new partition's state is made; when {@link AssignmentListener}s are
+ *   given, the partition is *preparing* until they resolve — its records are set aside
+ *   (never handled, never committed past) and read again once it is ready, from where a
+ *   listener asked (`start.seek`) or where the group left it;
+ * - **revocation**: nothing new starts, queued records are dropped, in-flight work gets up
+ *   to `drainTimeout`, the listeners' `revoked` hooks run, then what finished is committed.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ErrorCodes } from '../core/errors.ts'
+import { assignedChannel, errorChannel, revokedChannel } from '../instrumentation/channels.ts'
+import { PartitionProgress } from '../offsets/partition-progress.ts'
+import { backoff, forever } from '../retry/policy.ts'
+import {
+  type InboundRecord,
+  partitionKey,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicPartition,
+  type Transport
+} from '../transport/types.ts'
+import { wait } from '../util/wait.ts'
+import type { Committer } from './commits.ts'
+import type { FlowControl } from './flow.ts'
+import { newPartitionState, type PartitionState } from './partition.ts'
+import type { Scheduler } from './scheduler.ts'
+
+/**
+ * Hooks around the ownership of a partition, awaited by the runtime. Listeners run in
+ * the order given; a listener that throws in `assigned` is called again (capped backoff,
+ * from that listener on) until it resolves or the partition is gone, so it must be safe
+ * to repeat. `revoked` runs for every partition `assigned` ran for, even one whose
+ * `assigned` did not finish.
+ */
+export interface AssignmentListener {
+  /**
+   * A partition became this member's. Runs before any of its records is handled (seek to
+   * a position kept elsewhere, take a fence, restore state); records that arrive meanwhile
+   * are set aside and delivered again afterwards. Runs after the previous ownership's
+   * `revoked` of the same partition, when it is taken again.
+   */
+  assigned?(partition: TopicPartition, start: PartitionStart): void | Promise<void>
+  /**
+   * The partition is no longer this member's (a rebalance, or the consumer stops). Runs
+   * once its in-flight work finished or the drain timeout passed, before its final commit
+   * (flush, release).
+   */
+  revoked?(partition: TopicPartition): void | Promise<void>
+}
+
+/** What an `assigned` hook may decide about a partition's start. */
+export interface PartitionStart {
+  /**
+   * Reads the partition from `offset` instead of the group's committed offset: records
+   * below it count as finished. The last call of all listeners wins.
+   */
+  seek(offset: bigint): void
+  /** Aborted when the partition is revoked again or the consumer stops before the hooks finished. */
+  readonly signal: AbortSignal
+}
+
+/** Joining the group again after the subscription failed. */
+const resubscribeRetry = forever({ initialDelay: 1_000, maxDelay: 30_000 })
+
+/** An `assigned` hook that failed is called again with this policy. */
+const assignedRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
+
+export interface MembershipOptions {
+  transport: Transport
+  subscribe: SubscribeOptions
+  drainTimeout: number
+  listeners: readonly AssignmentListener[]
+  scheduler: Scheduler
+  committer: Committer
+  /** Aborted at stop(). */
+  stopping: AbortSignal
+  /** Aborted past the drain timeout at stop(). */
+  handlerAbort: AbortSignal
+  /** Each record delivered by the subscription. */
+  record(record: InboundRecord): void
+  running(): boolean
+  /** The broker refused the credentials: joining again cannot help. */
+  fatal(): void
+}
+
+export class Membership {
+  /** The partitions this member owns, by `topic:partition`. */
+  readonly partitions = new Map<string, PartitionState>()
+  /** Flow control, made after the membership (it reads the partitions); set before `join`. */
+  flow: FlowControl | undefined
+  readonly #options: MembershipOptions
+  #subscription: Subscription | undefined
+  /** The partitions the group gave this member, once it said. */
+  #assignment: Set<string> | undefined
+  /** The partition of the last record received (see `stateOf`). */
+  #lastState: PartitionState | undefined
+  /** Assignment hooks in progress. */
+  readonly #preparing = new Map<PartitionState, Promise<void>>()
+  /** Revocations in progress, by partition key: a new ownership of it starts after. */
+  readonly #revoking = new Map<string, Promise<void>>()
+
+  constructor(options: MembershipOptions) {
+    this.#options = options
+  }
+
+  get subscription(): Subscription | undefined {
+    return this.#subscription
+  }
+
+  /** Joins the group; resolves once the subscription exists. */
+  async join(): Promise<void> {
+    this.#subscription = await this.#subscribe()
+  }
+
+  /**
+   * The state of the record's partition, `undefined` when this member does not own it.
+   * Records come in runs of one partition, so the last one looked up is tried first; a
+   * partition let go is marked `revoked` (and its state dropped), so the shortcut never
+   * outlives the ownership.
+   */
+  stateOf(record: InboundRecord): PartitionState | undefined {
+    const last = this.#lastState
+    if (
+      last !== undefined &&
+      !last.revoked &&
+      last.tp.partition === record.partition &&
+      last.tp.topic === record.topic
+    )
+      return last
+    const key = partitionKey(record.topic, record.partition)
+    if (this.#assignment && !this.#assignment.has(key)) return undefined
+    const state = this.partitions.get(key) ?? this.#partition(record)
+    this.#lastState = state
+    return state
+  }
+
+  /**
+   * The consumer stops: waits for revocations in progress, then runs the `revoked` hooks
+   * of the partitions still owned (their final commit follows, by the consumer).
+   */
+  async release(): Promise<void> {
+    await Promise.all(this.#revoking.values())
+    await this.#revokedHooks([...this.partitions.values()])
+  }
+
+  /** Leaves the group. */
+  async close(): Promise<void> {
+    await this.#subscription?.close()
+  }
+
+  #subscribe(): Promise<Subscription> {
+    let subscription: Subscription | undefined
+    return this.#options.transport
+      .subscribe(this.#options.subscribe, {
+        record: this.#options.record,
+        assigned: (partitions) => this.#assigned(partitions),
+        failed: (error) => void this.#recover(subscription, error)
+      })
+      .then((created) => {
+        subscription = created
+        return created
+      })
+  }
+
+  /**
+   * The subscription failed (the broker was gone longer than the client retries): close
+   * it and join again, with capped backoff, until it works or the consumer stops. Work in
+   * flight goes on; what it finishes is committed through the new membership. Rejected
+   * credentials stop the consumer: joining again cannot fix them.
+   */
+  async #recover(failed: Subscription | undefined, error: Error): Promise<void> {
+    const { groupId } = this.#options.subscribe
+    if (failed !== this.#subscription || !this.#options.running()) return
+    const fatal = (error as { code?: string }).code === ErrorCodes.KAFKA_AUTHENTICATION
+    errorChannel.publish({ groupId, error, fatal, context: 'subscription' })
+    await failed?.close().catch(() => {})
+    if (fatal) {
+      this.#options.fatal()
+      return
+    }
+    for (let attempt = 1; this.#options.running(); attempt++) {
+      if (!(await wait(backoff(resubscribeRetry, attempt), this.#options.stopping))) return
+      try {
+        const subscription = await this.#subscribe()
+        if (!this.#options.running()) {
+          await subscription.close()
+          return
+        }
+        this.#subscription = subscription
+        this.flow?.subscribed()
+        return
+      } catch (retryError) {
+        errorChannel.publish({ groupId, error: retryError, fatal: false, context: 'subscription' })
+      }
+    }
+  }
+
+  #partition(tp: TopicPartition): PartitionState {
+    const state = newPartitionState(tp, this.#options.stopping, this.#options.handlerAbort)
+    this.partitions.set(state.key, state)
+    if (this.#options.listeners.length > 0) {
+      state.preparing = true
+      const preparation = this.#prepare(state).finally(() => this.#preparing.delete(state))
+      this.#preparing.set(state, preparation)
+    }
+    return state
+  }
+
+  #assigned(partitions: TopicPartition[]): void {
+    const now = new Set(partitions.map((p) => partitionKey(p.topic, p.partition)))
+    this.#assignment = now
+    const revoked = [...this.partitions.values()].filter((state) => !now.has(state.key))
+    for (const state of revoked) this.partitions.delete(state.key)
+    for (const tp of partitions) {
+      if (!this.partitions.has(partitionKey(tp.topic, tp.partition))) this.#partition(tp)
+    }
+    const { groupId } = this.#options.subscribe
+    if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId, partitions })
+    if (revoked.length > 0) {
+      const revocation = this.#revoke(revoked).finally(() => {
+        for (const state of revoked)
+          if (this.#revoking.get(state.key) === revocation) this.#revoking.delete(state.key)
+      })
+      for (const state of revoked) this.#revoking.set(state.key, revocation)
+    }
+  }
+
+  /** Runs the `assigned` hooks of a new partition, then lets its records through. */
+  async #prepare(state: PartitionState): Promise<void> {
+    await this.#revoking.get(state.key) // the previous ownership's `revoked` hooks first
+    let start: bigint | undefined
+    const control: PartitionStart = {
+      seek: (offset) => {
+        start = offset
+      },
+      signal: state.waits
+    }
+    const { listeners } = this.#options
+    for (let next = 0, attempt = 1; next < listeners.length; ) {
+      if (state.waits.aborted) return
+      try {
+        await listeners[next]!.assigned?.(state.tp, control)
+        next++
+        attempt = 1
+      } catch (error) {
+        const { groupId } = this.#options.subscribe
+        errorChannel.publish({ groupId, error, fatal: false, context: 'assignment' })
+        if (!(await wait(backoff(assignedRetry, attempt++), state.waits))) return
+      }
+    }
+    if (state.waits.aborted) return
+    state.preparing = false
+    if (start !== undefined) {
+      state.progress = new PartitionProgress(state.tp.topic, state.tp.partition, start)
+      state.pausedTail = false
+      this.#subscription?.seek(state.tp, start)
+    } else if (state.pausedTail) {
+      this.flow?.rewind(state)
+    }
+  }
+
+  /**
+   * Partitions taken away by a rebalance: nothing new starts, queued records are dropped,
+   * in-flight work gets up to `drainTimeout`, the `revoked` hooks run, then what finished
+   * is committed.
+   */
+  async #revoke(states: PartitionState[]): Promise<void> {
+    for (const state of states) {
+      state.revoked = true
+      state.revocation.abort()
+      this.#options.scheduler.discard(state)
+    }
+    this.flow?.maybeResume()
+    const deadline = Date.now() + this.#options.drainTimeout
+    while (states.some((s) => s.inFlight > 0) && Date.now() < deadline) await sleep(20)
+    await this.#revokedHooks(states)
+    await this.#options.committer.commit(states)
+    if (revokedChannel.hasSubscribers) {
+      const { groupId } = this.#options.subscribe
+      revokedChannel.publish({ groupId, partitions: states.map((s) => s.tp) })
+    }
+  }
+
+  /** Runs every listener's `revoked` for each partition, after its `assigned` hooks ended. */
+  async #revokedHooks(states: PartitionState[]): Promise<void> {
+    const { listeners } = this.#options
+    if (listeners.length === 0) return
+    for (const state of states) {
+      await this.#preparing.get(state)
+      for (const listener of listeners) {
+        try {
+          await listener.revoked?.(state.tp)
+        } catch (error) {
+          const { groupId } = this.#options.subscribe
+          errorChannel.publish({ groupId, error, fatal: false, context: 'revocation' })
+        }
+      }
+    }
+  }
+}
