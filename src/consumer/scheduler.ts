@@ -78,7 +78,7 @@ export class Scheduler {
     this.#schedule(lane)
   }
 
-  /** Lanes finish what they run and start nothing new (the consumer is stopping). */
+  /** Lanes finish the record they run and start no other (the consumer is stopping). */
   halt(): void {
     this.#halted = true
   }
@@ -153,6 +153,7 @@ export class Scheduler {
   }
 
   #schedule(lane: Lane): void {
+    if (this.#halted) return
     if (lane.running || lane.scheduled || lane.head >= lane.queue.length) return
     if (this.#ready.length === 0 && this.#active < this.#options.concurrency) {
       this.#run(lane) // what #pump would do, without the round trip through the ready queue
@@ -164,7 +165,7 @@ export class Scheduler {
   }
 
   #pump(): void {
-    while (this.#active < this.#options.concurrency && this.#ready.length > 0) {
+    while (!this.#halted && this.#active < this.#options.concurrency && this.#ready.length > 0) {
       const lane = this.#ready.shift()!
       lane.scheduled = false
       if (lane.running || lane.head >= lane.queue.length) continue
