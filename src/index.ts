@@ -1,11 +1,15 @@
 export { type Codec, DecodeError, jsonCodec } from './codec/json.ts'
 export {
+  type AssignmentListener,
+  type CommitStrategy,
   type ConsumerOptions,
   type ConsumerState,
   type ConsumerStatus,
   ConveyorConsumer,
   createConsumer,
+  groupOffsets,
   type Ordering,
+  type PartitionStart,
   type RetryWait
 } from './consumer/consumer.ts'
 export {
