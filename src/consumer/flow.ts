@@ -113,11 +113,11 @@ export class FlowControl {
   }
 
   /** Delivers the partition's set-aside records again, from the first one. */
-  rewind(state: PartitionState): void {
+  rewind(state: PartitionState, subscription = this.#options.subscription()): void {
     const from = state.progress.rewindPoint()
     state.pausedTail = false
     if (from === undefined) return
-    this.#options.subscription()?.seek(state.tp, from)
+    subscription?.seek(state.tp, from)
     if (resumedChannel.hasSubscribers)
       resumedChannel.publish({ groupId: this.#options.groupId, partition: state.tp, from })
   }

@@ -12,7 +12,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCodes } from '../core/errors.ts'
-import { assignedChannel, errorChannel, revokedChannel } from '../instrumentation/channels.ts'
+import { assignedChannel, errorChannel, resumedChannel, revokedChannel } from '../instrumentation/channels.ts'
 import { PartitionProgress } from '../offsets/partition-progress.ts'
 import { backoff, forever } from '../retry/policy.ts'
 import {
@@ -98,8 +98,15 @@ export class Membership {
   #assignment: Set<string> | undefined
   /** The partition of the last record received (see `stateOf`). */
   #lastState: PartitionState | undefined
+  /**
+   * The subscription being made, or the last one made: a partition's preparation seeks
+   * through it (an announcement can come before `subscribe` resolved).
+   */
+  #latest: Promise<Subscription | undefined> = Promise.resolve(undefined)
   /** Assignment hooks in progress. */
   readonly #preparing = new Map<PartitionState, Promise<void>>()
+  /** How many listeners' `assigned` hooks were called for a partition: their `revoked` are owed. */
+  readonly #hooked = new Map<PartitionState, number>()
   /** Revocations in progress, by partition key: a new ownership of it starts after. */
   readonly #revoking = new Map<string, Promise<void>>()
 
@@ -139,10 +146,12 @@ export class Membership {
   }
 
   /**
-   * The consumer stops: waits for revocations in progress, then runs the `revoked` hooks
-   * of the partitions still owned (their final commit follows, by the consumer).
+   * The consumer stops: with assignment listeners, waits for revocations in progress,
+   * then runs the `revoked` hooks of the partitions still owned (their final commit
+   * follows, by the consumer). Without listeners there is nothing to wait for.
    */
   async release(): Promise<void> {
+    if (this.#options.listeners.length === 0) return
     await Promise.all(this.#revoking.values())
     await this.#revokedHooks([...this.partitions.values()])
   }
@@ -154,16 +163,18 @@ export class Membership {
 
   #subscribe(): Promise<Subscription> {
     let subscription: Subscription | undefined
-    return this.#options.transport
+    const created = this.#options.transport
       .subscribe(this.#options.subscribe, {
         record: this.#options.record,
         assigned: (partitions) => this.#assigned(partitions),
         failed: (error) => void this.#recover(subscription, error)
       })
-      .then((created) => {
-        subscription = created
-        return created
+      .then((made) => {
+        subscription = made
+        return made
       })
+    this.#latest = created.catch(() => undefined)
+    return created
   }
 
   /**
@@ -182,6 +193,10 @@ export class Membership {
       this.#options.fatal()
       return
     }
+    // The membership was lost, and another member may have owned the partitions since: to
+    // listeners (a fence, a position kept elsewhere) that is the end of an ownership, and
+    // what the new subscription gives is a new one. Without listeners, work goes on.
+    if (this.#options.listeners.length > 0) this.#startRevocation([...this.partitions.values()])
     for (let attempt = 1; this.#options.running(); attempt++) {
       if (!(await wait(backoff(resubscribeRetry, attempt), this.#options.stopping))) return
       try {
@@ -204,7 +219,9 @@ export class Membership {
     this.partitions.set(state.key, state)
     if (this.#options.listeners.length > 0) {
       state.preparing = true
-      const preparation = this.#prepare(state).finally(() => this.#preparing.delete(state))
+      const preparation = this.#prepare(state)
+        .catch((error: unknown) => this.#report(error, 'assignment'))
+        .finally(() => this.#preparing.delete(state))
       this.#preparing.set(state, preparation)
     }
     return state
@@ -220,13 +237,19 @@ export class Membership {
     }
     const { groupId } = this.#options.subscribe
     if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId, partitions })
-    if (revoked.length > 0) {
-      const revocation = this.#revoke(revoked).finally(() => {
-        for (const state of revoked)
-          if (this.#revoking.get(state.key) === revocation) this.#revoking.delete(state.key)
-      })
-      for (const state of revoked) this.#revoking.set(state.key, revocation)
-    }
+    this.#startRevocation(revoked)
+  }
+
+  /** Lets the partitions go (see `#revoke`); taking one of them again waits for it. */
+  #startRevocation(states: PartitionState[]): void {
+    if (states.length === 0) return
+    for (const state of states)
+      if (this.partitions.get(state.key) === state) this.partitions.delete(state.key)
+    const revocation = this.#revoke(states).finally(() => {
+      for (const state of states)
+        if (this.#revoking.get(state.key) === revocation) this.#revoking.delete(state.key)
+    })
+    for (const state of states) this.#revoking.set(state.key, revocation)
   }
 
   /** Runs the `assigned` hooks of a new partition, then lets its records through. */
@@ -242,24 +265,30 @@ export class Membership {
     const { listeners } = this.#options
     for (let next = 0, attempt = 1; next < listeners.length; ) {
       if (state.waits.aborted) return
+      this.#hooked.set(state, next + 1)
       try {
         await listeners[next]!.assigned?.(state.tp, control)
         next++
         attempt = 1
       } catch (error) {
-        const { groupId } = this.#options.subscribe
-        errorChannel.publish({ groupId, error, fatal: false, context: 'assignment' })
+        this.#report(error, 'assignment')
         if (!(await wait(backoff(assignedRetry, attempt++), state.waits))) return
       }
     }
+    // Seek through the subscription that announced the partition, or a later one.
+    const subscription = await this.#latest
     if (state.waits.aborted) return
     state.preparing = false
     if (start !== undefined) {
-      state.progress = new PartitionProgress(state.tp.topic, state.tp.partition, start)
+      state.progress = PartitionProgress.startingAt(state.tp.topic, state.tp.partition, start)
       state.pausedTail = false
-      this.#subscription?.seek(state.tp, start)
+      subscription?.seek(state.tp, start)
+      if (resumedChannel.hasSubscribers) {
+        const { groupId } = this.#options.subscribe
+        resumedChannel.publish({ groupId, partition: state.tp, from: start })
+      }
     } else if (state.pausedTail) {
-      this.flow?.rewind(state)
+      this.flow?.rewind(state, subscription)
     }
   }
 
@@ -285,20 +314,28 @@ export class Membership {
     }
   }
 
-  /** Runs every listener's `revoked` for each partition, after its `assigned` hooks ended. */
+  /**
+   * Runs, for each partition, the `revoked` hook of every listener whose `assigned` was
+   * called, once its `assigned` hooks ended; never twice for one ownership.
+   */
   async #revokedHooks(states: PartitionState[]): Promise<void> {
     const { listeners } = this.#options
     if (listeners.length === 0) return
     for (const state of states) {
       await this.#preparing.get(state)
-      for (const listener of listeners) {
+      const owed = this.#hooked.get(state) ?? 0
+      this.#hooked.delete(state)
+      for (const listener of listeners.slice(0, owed)) {
         try {
           await listener.revoked?.(state.tp)
         } catch (error) {
-          const { groupId } = this.#options.subscribe
-          errorChannel.publish({ groupId, error, fatal: false, context: 'revocation' })
+          this.#report(error, 'revocation')
         }
       }
     }
+  }
+
+  #report(error: unknown, context: string): void {
+    errorChannel.publish({ groupId: this.#options.subscribe.groupId, error, fatal: false, context })
   }
 }

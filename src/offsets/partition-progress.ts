@@ -38,6 +38,17 @@ export class PartitionProgress {
   }
 
   /**
+   * A progress for a partition read from `offset` on: the records below it count as
+   * finished (they are never handled), so the first commit is `offset` itself.
+   */
+  static startingAt(topic: string, partition: number, offset: bigint): PartitionProgress {
+    const progress = new PartitionProgress(topic, partition)
+    progress.#highestSeen = offset - 1n
+    progress.#highestFinished = offset - 1n
+    return progress
+  }
+
+  /**
    * Classifies a delivered record: `new` when it must be processed (first delivery, or a
    * re-delivery of a dropped record), `duplicate` when it was already taken (a re-read
    * after a rewind, or below the committed offset).

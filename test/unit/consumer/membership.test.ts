@@ -240,3 +240,98 @@ test('when the subscription fails, the consumer joins again and goes on where it
   await waitFor(() => seen.length === 6 && listeners.length === 2, { timeout: 5_000 })
   assert.deepEqual(seen, [0, 1, 2, 3, 4, 5])
 })
+
+test('a synchronous assigned hook can seek back before the group’s committed offset, and the partition is read from there', async (t) => {
+  const { transport, topic, send, groupId } = setup()
+  await send(0, 0, 10)
+  const before = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    commitInterval: 10,
+    routes: { w: { handler: () => {} } }
+  })
+  await before.start()
+  await waitFor(() => transport.committed(groupId, topic, 0) === 10n)
+  await before.stop()
+  const seen: number[] = []
+  const consumer = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    commitInterval: 10,
+    assignmentListeners: [{ assigned: (_tp, start) => start.seek(7n) }],
+    routes: { w: { handler: (m) => void seen.push((m.value as { n: number }).n) } }
+  })
+  await consumer.start()
+  t.after(() => consumer.stop())
+  await waitFor(() => seen.length === 3)
+  assert.deepEqual(seen, [7, 8, 9])
+})
+
+test('with listeners, joining again after the subscription failed ends each ownership (revoked) and starts a new one (assigned)', async (t) => {
+  const { transport, topic, send, groupId } = setup()
+  const listeners: SubscriptionListener[] = []
+  const failing: Transport = {
+    subscribe: (options, listener) => {
+      listeners.push(listener)
+      return transport.subscribe(options, listener)
+    },
+    publisher: () => transport.publisher(),
+    ensureTopics: (topics) => transport.ensureTopics(topics),
+    close: () => transport.close()
+  }
+  const events: string[] = []
+  const seen: number[] = []
+  const consumer = createConsumer({
+    transport: failing,
+    groupId,
+    topics: [topic],
+    commitInterval: 10,
+    assignmentListeners: [
+      {
+        assigned: (tp) => void events.push(`assigned ${tp.partition}`),
+        revoked: (tp) => void events.push(`revoked ${tp.partition}`)
+      }
+    ],
+    routes: { w: { handler: (m) => void seen.push((m.value as { n: number }).n) } }
+  })
+  await consumer.start()
+  t.after(() => consumer.stop())
+  await send(0, 0, 2)
+  await waitFor(() => transport.committed(groupId, topic, 0) === 2n)
+  listeners[0]!.failed(new Error('the client gave up'))
+  await send(0, 2, 2)
+  await waitFor(() => seen.length === 4 && events.length === 3, { timeout: 5_000 })
+  assert.deepEqual(events, ['assigned 0', 'revoked 0', 'assigned 0'])
+  assert.deepEqual(seen, [0, 1, 2, 3])
+})
+
+test('at stop, revoked is called only for the listeners whose assigned was called', async () => {
+  const { transport, topic, groupId } = setup()
+  const events: string[] = []
+  const consumer = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    assignmentListeners: [
+      {
+        assigned: (_tp, start) =>
+          new Promise<void>((resolve) => {
+            events.push('first assigned')
+            start.signal.addEventListener('abort', () => resolve())
+          }),
+        revoked: () => void events.push('first revoked')
+      },
+      {
+        assigned: () => void events.push('second assigned'),
+        revoked: () => void events.push('second revoked')
+      }
+    ],
+    routes: { w: { handler: () => {} } }
+  })
+  await consumer.start()
+  await waitFor(() => events.length === 1)
+  await consumer.stop()
+  assert.deepEqual(events, ['first assigned', 'first revoked'])
+})

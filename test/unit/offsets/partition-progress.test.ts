@@ -157,3 +157,20 @@ test('the commit point never passes a pending offset, whatever the order of fini
     }
   }
 })
+
+test('a progress starting at an offset treats the records below it as finished and commits that offset first', () => {
+  const p = PartitionProgress.startingAt('t', 0, 7n)
+  assert.equal(p.admit(3n), 'duplicate')
+  assert.equal(p.admit(6n), 'duplicate')
+  assert.equal(p.committable(), 7n, 'the start itself is committed, even before a record is handled')
+  assert.equal(p.admit(7n), 'new')
+  p.accept(7n)
+  assert.equal(p.committable(), 7n)
+  p.finish(7n)
+  assert.equal(p.committable(), 8n)
+  assert.equal(
+    PartitionProgress.startingAt('t', 0, 0n).committable(),
+    undefined,
+    'from 0 there is nothing to commit yet'
+  )
+})
