@@ -12,6 +12,17 @@ export interface LagRow {
   lagSeconds: number | null
 }
 
+/** Whether the broker knows the group: it has members now, or keeps offsets for it (else its state is `Dead`). */
+export async function groupKnown(connection: KafkaConnection, group: string): Promise<boolean> {
+  const admin = new Admin(clientOptions(connection))
+  try {
+    const state = (await admin.describeGroups({ groups: [group] })).get(group)?.state
+    return state !== undefined && state !== 'Dead'
+  } finally {
+    await admin.close()
+  }
+}
+
 /** Lag of a group on every partition it has committed on, from the broker alone. */
 export async function groupLag(connection: KafkaConnection, group: string): Promise<LagRow[]> {
   const admin = new Admin(clientOptions(connection))

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { groupLag, type LagRow } from '../../admin/lag.ts'
+import { groupKnown, groupLag, type LagRow } from '../../admin/lag.ts'
 import type { ConsumerStatus } from '../../consumer/consumer.ts'
 import { ConveyorError, ErrorCodes } from '../../core/errors.ts'
 import { rootCauses } from '../../kafka/connection.ts'
@@ -45,6 +45,13 @@ export const lagCommand: Command = {
     }
     const connection = await connect(values, 'lag')
     const rows: Row[] = await groupLag(connection, group)
+    if (rows.length === 0 && !(await groupKnown(connection, group))) {
+      throw new ConveyorError(
+        ErrorCodes.INVALID_OPTION,
+        `group ${group} does not exist (no members, no committed offsets)`,
+        { path: '<group>' }
+      )
+    }
     if (values.service) {
       const status = await serviceStatus(values.service)
       const mine = status.consumers.find((c) => c.groupId === group)
@@ -60,6 +67,7 @@ export const lagCommand: Command = {
       io.out(JSON.stringify({ group, partitions: rows }, null, 2))
       return 0
     }
+    if (rows.length === 0) io.out(`group ${group} has committed no offsets yet`)
     for (const r of rows) {
       const stuck = r.blocking?.[0]
       io.out(

@@ -72,3 +72,30 @@ test('`conveyor lag` shows lag in offsets and seconds, and for a stuck partition
   service.child.kill('SIGTERM')
   assert.equal(await service.exited, 0)
 })
+
+test('`conveyor lag` of a group the broker does not know says so in one line and exits 1', async () => {
+  const group = uniqueName('no-such-group')
+  const result = await lag(group)
+  assert.equal(result.code, 1)
+  assert.equal(result.out, '')
+  assert.match(result.err, new RegExp(`^conveyor lag: group ${group} does not exist`))
+})
+
+test('`conveyor lag` of a live group that has committed nothing says so and exits 0', async (t) => {
+  const topic = await useTopic(t, { partitions: 1 })
+  const group = uniqueName('idle')
+  const transport = useTransport(t)
+  const subscription = await transport.subscribe(
+    { groupId: group, topics: [topic], fromBeginning: true },
+    { record: () => {}, assigned: () => {}, failed: () => {} }
+  )
+  cleanup(t, () => subscription.close())
+  const result = await waitFor(
+    async () => {
+      const answer = await lag(group)
+      return answer.code === 0 ? answer : undefined
+    },
+    { timeout: 30_000, description: 'the group to be known' }
+  )
+  assert.equal(result.out, `group ${group} has committed no offsets yet`)
+})
