@@ -8,22 +8,24 @@
  * for the applications that need it, a Kafka transaction or the sink's own table.
  */
 import { commitChannel, errorChannel } from '../instrumentation/channels.ts'
-import { partitionKey, type RecordPosition, type Subscription } from '../transport/types.ts'
+import { encodeFinished } from '../offsets/finished-metadata.ts'
+import { type CommitPosition, partitionKey, type Subscription } from '../transport/types.ts'
 import type { PartitionState } from './partition.ts'
 
 /**
  * How a consumer makes its finished offsets durable. The runtime calls `commit` one call
  * at a time (never two at once), with, per partition, the next offset to read after a
- * restart; a partition appears only when its offset moved since the last successful commit.
- * Resolving means the offsets are durable; rejecting means they are not (they are offered
- * again, with whatever finished since, at the next commit).
+ * restart and, in `metadata`, which offsets above it have finished too; a partition appears
+ * only when one of them changed since the last successful commit. Resolving means the
+ * offsets are durable; rejecting means they are not (they are offered again, with whatever
+ * finished since, at the next commit).
  */
 export interface CommitStrategy {
   /**
    * Makes `offsets` durable. `subscription` is the consumer's current group membership
    * (it changes when the consumer joins again), for strategies that commit through it.
    */
-  commit(offsets: readonly RecordPosition[], subscription: Subscription): Promise<void>
+  commit(offsets: readonly CommitPosition[], subscription: Subscription): Promise<void>
 }
 
 /** The default strategy: the offsets are committed for the consumer group (Kafka's OffsetCommit). */
@@ -36,12 +38,22 @@ export class Committer {
   readonly #groupId: string
   readonly #strategy: CommitStrategy
   readonly #subscription: () => Subscription | undefined
+  /** Whether commits record the finished offsets above the commit point (`finishedMetadata`). */
+  readonly #recordFinished: boolean
+  /** The metadata last committed per partition. */
+  readonly #metadata = new WeakMap<PartitionState, string>()
   #committing: Promise<void> | undefined
 
-  constructor(groupId: string, strategy: CommitStrategy, subscription: () => Subscription | undefined) {
+  constructor(
+    groupId: string,
+    strategy: CommitStrategy,
+    subscription: () => Subscription | undefined,
+    recordFinished = false
+  ) {
     this.#groupId = groupId
     this.#strategy = strategy
     this.#subscription = subscription
+    this.#recordFinished = recordFinished
   }
 
   /**
@@ -52,12 +64,12 @@ export class Committer {
     // One commit at a time; a caller that arrives during one waits for it, then commits
     // what it asked for (a revocation's final commit must not be skipped).
     while (this.#committing) await this.#committing.catch(() => {})
-    const offsets: RecordPosition[] = []
+    const offsets: CommitPosition[] = []
     const byKey = new Map<string, PartitionState>()
     for (const state of states) {
-      const offset = state.progress.committable()
-      if (offset !== undefined) {
-        offsets.push({ ...state.tp, offset })
+      const position = this.#position(state)
+      if (position !== undefined) {
+        offsets.push(position)
         byKey.set(state.key, state)
       }
     }
@@ -69,8 +81,10 @@ export class Committer {
       .commit(offsets, subscription)
       .then(
         () => {
-          for (const { topic, partition, offset } of offsets) {
-            byKey.get(partitionKey(topic, partition))?.progress.committed(offset)
+          for (const { topic, partition, offset, metadata } of offsets) {
+            const state = byKey.get(partitionKey(topic, partition))
+            state?.progress.committed(offset)
+            if (state && this.#recordFinished) this.#metadata.set(state, metadata ?? '')
           }
           if (commitChannel.hasSubscribers) {
             commitChannel.publish({ groupId, offsets, duration: performance.now() - started })
@@ -87,5 +101,19 @@ export class Committer {
     return this.#committing.catch((error) => {
       errorChannel.publish({ groupId, error, fatal: false, context: 'commit' })
     })
+  }
+
+  /**
+   * What to commit for a partition: its commit point, with the finished offsets above it
+   * when they are recorded; `undefined` when neither changed since the last commit.
+   */
+  #position(state: PartitionState): CommitPosition | undefined {
+    const offset = state.progress.committable()
+    if (!this.#recordFinished) return offset === undefined ? undefined : { ...state.tp, offset }
+    const at = offset ?? state.progress.lastCommitted
+    if (at === undefined) return undefined
+    const metadata = encodeFinished(at, state.progress.finishedAbove(at))
+    if (offset === undefined && metadata === (this.#metadata.get(state) ?? '')) return undefined
+    return metadata === '' ? { ...state.tp, offset: at } : { ...state.tp, offset: at, metadata }
   }
 }

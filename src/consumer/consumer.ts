@@ -13,6 +13,7 @@ import type { Codec } from '../codec/json.ts'
 import { jsonCodec } from '../codec/json.ts'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import { errorChannel, lifecycleChannel } from '../instrumentation/channels.ts'
+import { inRuns } from '../offsets/finished-metadata.ts'
 import { compileRoutes, type RouteTable, type TypeSource } from '../routing/routes.ts'
 import type { InboundRecord, Publisher } from '../transport/types.ts'
 import { Committer, groupOffsets } from './commits.ts'
@@ -25,6 +26,7 @@ import {
   type ResolvedOptions,
   validate
 } from './options.ts'
+import type { PartitionState } from './partition.ts'
 import { Processor } from './processor.ts'
 import { type Ordering, Scheduler } from './scheduler.ts'
 
@@ -48,6 +50,7 @@ const defaults = {
   maxBuffered: 10_000,
   maxBufferedPerPartition: 1_000,
   assignmentListeners: [] as AssignmentListener[],
+  finishedMetadata: true,
   commitStrategy: groupOffsets
 }
 
@@ -111,7 +114,12 @@ export class ConveyorConsumer {
       failed: (error) =>
         errorChannel.publish({ groupId: this.groupId, error, fatal: false, context: 'runtime' })
     })
-    this.#committer = new Committer(this.groupId, merged.commitStrategy, () => this.#membership.subscription)
+    this.#committer = new Committer(
+      this.groupId,
+      merged.commitStrategy,
+      () => this.#membership.subscription,
+      merged.finishedMetadata
+    )
     this.#membership = new Membership({
       transport: merged.transport,
       subscribe: {
@@ -126,6 +134,7 @@ export class ConveyorConsumer {
       },
       drainTimeout: merged.drainTimeout,
       listeners: [...merged.assignmentListeners],
+      skipFinished: merged.finishedMetadata,
       scheduler: this.#scheduler,
       committer: this.#committer,
       stopping: this.#stopping.signal,
@@ -256,6 +265,8 @@ export class ConveyorConsumer {
       progress.dropFrom(record.offset)
       return
     }
+    // Finished by an earlier owner above its commit point: done already.
+    if (state.skip !== undefined && skipFinished(state, record.offset)) return
     // Waiting for its assignment listeners, or over a bound: read again later.
     if (state.preparing || this.#flow.isFull(state)) {
       this.#flow.park(state, record.offset)
@@ -264,6 +275,19 @@ export class ConveyorConsumer {
     progress.accept(record.offset)
     this.#scheduler.add(state, record)
   }
+}
+
+/** Whether a record was finished by an earlier owner (`state.skip`); if so it counts as finished now. */
+function skipFinished(state: PartitionState, offset: bigint): boolean {
+  const runs = state.skip!
+  if (offset >= runs[runs.length - 1]!.to) {
+    state.skip = undefined // past the last run: nothing more to skip
+    return false
+  }
+  if (!inRuns(runs, offset)) return false
+  state.progress.accept(offset)
+  state.progress.finish(offset)
+  return true
 }
 
 /** Creates a consumer; see `ConveyorConsumer`. */

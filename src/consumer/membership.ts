@@ -13,6 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCodes } from '../core/errors.ts'
 import { assignedChannel, errorChannel, resumedChannel, revokedChannel } from '../instrumentation/channels.ts'
+import { decodeFinished, type FinishedRun } from '../offsets/finished-metadata.ts'
 import { PartitionProgress } from '../offsets/partition-progress.ts'
 import { backoff, forever } from '../retry/policy.ts'
 import {
@@ -74,6 +75,8 @@ export interface MembershipOptions {
   subscribe: SubscribeOptions
   drainTimeout: number
   listeners: readonly AssignmentListener[]
+  /** Read, for each new partition, the offsets an earlier owner finished above its commit. */
+  skipFinished: boolean
   scheduler: Scheduler
   committer: Committer
   /** Aborted at stop(). */
@@ -214,12 +217,12 @@ export class Membership {
     }
   }
 
-  #partition(tp: TopicPartition): PartitionState {
+  #partition(tp: TopicPartition, finished?: Promise<Map<string, FinishedRun[]>>): PartitionState {
     const state = newPartitionState(tp, this.#options.stopping, this.#options.handlerAbort)
     this.partitions.set(state.key, state)
-    if (this.#options.listeners.length > 0) {
+    if (this.#options.listeners.length > 0 || finished !== undefined) {
       state.preparing = true
-      const preparation = this.#prepare(state)
+      const preparation = this.#prepare(state, finished)
         .catch((error: unknown) => this.#report(error, 'assignment'))
         .finally(() => this.#preparing.delete(state))
       this.#preparing.set(state, preparation)
@@ -232,9 +235,9 @@ export class Membership {
     this.#assignment = now
     const revoked = [...this.partitions.values()].filter((state) => !now.has(state.key))
     for (const state of revoked) this.partitions.delete(state.key)
-    for (const tp of partitions) {
-      if (!this.partitions.has(partitionKey(tp.topic, tp.partition))) this.#partition(tp)
-    }
+    const fresh = partitions.filter((tp) => !this.partitions.has(partitionKey(tp.topic, tp.partition)))
+    const finished = this.#options.skipFinished && fresh.length > 0 ? this.#readFinished(fresh) : undefined
+    for (const tp of fresh) this.#partition(tp, finished)
     const { groupId } = this.#options.subscribe
     if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId, partitions })
     this.#startRevocation(revoked)
@@ -252,9 +255,30 @@ export class Membership {
     for (const state of states) this.#revoking.set(state.key, revocation)
   }
 
-  /** Runs the `assigned` hooks of a new partition, then lets its records through. */
-  async #prepare(state: PartitionState): Promise<void> {
+  /**
+   * The offsets earlier owners finished above their commit points, per partition, from the
+   * commits' metadata. Reading is an optimisation: when it fails, nothing is skipped.
+   */
+  async #readFinished(partitions: TopicPartition[]): Promise<Map<string, FinishedRun[]>> {
+    const found = new Map<string, FinishedRun[]>()
+    try {
+      const subscription = await this.#latest
+      const committed = (await subscription?.committed?.(partitions)) ?? []
+      for (const { topic, partition, offset, metadata } of committed) {
+        if (offset === undefined) continue
+        const runs = decodeFinished(offset, metadata)
+        if (runs.length > 0) found.set(partitionKey(topic, partition), runs)
+      }
+    } catch (error) {
+      this.#report(error, 'assignment')
+    }
+    return found
+  }
+
+  /** Reads what an earlier owner finished and runs the `assigned` hooks of a new partition, then lets its records through. */
+  async #prepare(state: PartitionState, finished?: Promise<Map<string, FinishedRun[]>>): Promise<void> {
     await this.#revoking.get(state.key) // the previous ownership's `revoked` hooks first
+    if (finished) state.skip = (await finished).get(state.key)
     let start: bigint | undefined
     const control: PartitionStart = {
       seek: (offset) => {

@@ -82,6 +82,12 @@ export interface ConsumerOptions {
   assignmentListeners?: AssignmentListener[]
   /** How finished offsets are made durable. Default `groupOffsets` (the group's offsets in Kafka). */
   commitStrategy?: CommitStrategy
+  /**
+   * Record, with each commit, which offsets above the commit point have finished (in the
+   * commit's metadata), and skip those an earlier owner finished when a partition is
+   * assigned, so that a crash or rebalance re-handles far less. Default true.
+   */
+  finishedMetadata?: boolean
 }
 
 /** What `ConveyorConsumer.status()` reports (served at a service's `/status`). */
@@ -168,6 +174,7 @@ export function validate(merged: ResolvedOptions): void {
       'must be an object whose assigned and revoked are functions'
     )
   }
+  check(typeof merged.finishedMetadata === 'boolean', 'finishedMetadata', 'must be true or false')
   check(
     typeof merged.commitStrategy?.commit === 'function',
     'commitStrategy',

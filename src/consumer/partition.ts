@@ -5,6 +5,7 @@
  * still owned. It holds no behaviour of its own.
  */
 import type { HandlerContext } from '../core/message.ts'
+import type { FinishedRun } from '../offsets/finished-metadata.ts'
 import { PartitionProgress } from '../offsets/partition-progress.ts'
 import { partitionKey, type TopicPartition } from '../transport/types.ts'
 
@@ -52,6 +53,11 @@ export interface PartitionState {
   readonly handlerSignal: AbortSignal
   /** The handler context of this partition's messages (made once when no producer is given). */
   context?: HandlerContext
+  /**
+   * Offsets an earlier owner finished above its last commit point (read from the commit's
+   * metadata at assignment): skipped, not handled again. Dropped once passed.
+   */
+  skip?: FinishedRun[]
 }
 
 /**

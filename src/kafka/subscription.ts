@@ -1,4 +1,5 @@
 import {
+  Admin,
   Consumer,
   type GroupAssignment,
   ListOffsetTimestamps,
@@ -6,8 +7,9 @@ import {
 } from '@platformatic/kafka'
 import { fetchChannel } from '../instrumentation/channels.ts'
 import {
+  type CommitPosition,
+  type CommittedPosition,
   partitionKey,
-  type RecordPosition,
   type SubscribeOptions,
   type Subscription,
   type SubscriptionListener,
@@ -15,6 +17,7 @@ import {
 } from '../transport/types.ts'
 import { wait } from '../util/wait.ts'
 import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
+import { commitWithMetadata } from './offset-commit.ts'
 
 /** How a subscription reaches the cluster and how much one fetch may bring. */
 export interface FetchSettings {
@@ -122,6 +125,8 @@ export class KafkaSubscription implements Subscription {
   #scheduled = false
   #assignmentCheck: NodeJS.Timeout | undefined
   readonly #stopped = new AbortController()
+  /** Reads committed offsets with their metadata (made on first use). */
+  #admin: Admin | undefined
 
   constructor(settings: FetchSettings, options: SubscribeOptions, listener: SubscriptionListener) {
     this.#settings = { ...fetchDefaults, ...withoutUndefined(settings) }
@@ -483,9 +488,26 @@ export class KafkaSubscription implements Subscription {
     })
   }
 
-  async commit(offsets: RecordPosition[]): Promise<void> {
+  /**
+   * Commits the offsets. With metadata, on the classic protocol, through OffsetCommit
+   * requests of Conveyor's own (the client writes none); on KIP-848 without it (the member
+   * epoch such a request needs is private to the client).
+   */
+  async commit(offsets: CommitPosition[]): Promise<void> {
     if (offsets.length === 0) return
     try {
+      if (this.#options.groupProtocol !== 'consumer' && offsets.some((o) => o.metadata)) {
+        await commitWithMetadata(
+          this.#consumer as unknown as Consumer,
+          offsets.map(({ topic, partition, offset, metadata }) => ({
+            topic,
+            partition,
+            offset,
+            metadata: metadata || null
+          }))
+        )
+        return
+      }
       await this.#consumer.commit({
         offsets: offsets.map(({ topic, partition, offset }) => ({
           topic,
@@ -493,6 +515,33 @@ export class KafkaSubscription implements Subscription {
           offset,
           leaderEpoch: -1
         }))
+      })
+    } catch (error) {
+      throw translateKafkaError(error, this.#settings.connection)
+    }
+  }
+
+  /** The group's committed offsets and their metadata (Kafka's OffsetFetch, through an admin client). */
+  async committed(partitions: TopicPartition[]): Promise<CommittedPosition[]> {
+    this.#admin ??= new Admin(clientOptions(this.#settings.connection))
+    try {
+      const [group] = await this.#admin.listConsumerGroupOffsets({
+        groups: [
+          {
+            groupId: this.#options.groupId,
+            topics: byTopic(partitions.map((tp) => ({ tp }))).map(({ topic, partitions }) => ({
+              name: topic,
+              partitionIndexes: partitions
+            }))
+          }
+        ]
+      })
+      return partitions.map(({ topic, partition }) => {
+        const found = group?.topics
+          .find((t) => t.name === topic)
+          ?.partitions.find((p) => p.partitionIndex === partition)
+        const offset = found && found.committedOffset >= 0n ? found.committedOffset : undefined
+        return { topic, partition, offset, metadata: found?.metadata ?? undefined }
       })
     } catch (error) {
       throw translateKafkaError(error, this.#settings.connection)
@@ -509,6 +558,7 @@ export class KafkaSubscription implements Subscription {
       await this.#stream.close().catch(() => {})
     }
     await this.#consumer.close(true).catch(() => {})
+    await this.#admin?.close().catch(() => {})
   }
 }
 
@@ -523,7 +573,7 @@ interface FetchTopic {
   }>
 }
 
-function byTopic(positions: Position[]): GroupAssignment[] {
+function byTopic(positions: Array<{ tp: TopicPartition }>): GroupAssignment[] {
   const topics = new Map<string, number[]>()
   for (const { tp } of positions) {
     const partitions = topics.get(tp.topic) ?? []

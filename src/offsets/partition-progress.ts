@@ -103,14 +103,21 @@ export class PartitionProgress {
 
   #enqueue(offset: bigint): void {
     const pending = this.#pending
-    if (this.#head === pending.length || offset > pending[pending.length - 1]!) {
+    if (pending.length === 0 || offset > pending[pending.length - 1]!) {
       pending.push(offset)
       this.#settled.push(false)
+      if (this.#head === pending.length - 1 || this.#pendingCount === 0) this.#head = pending.length - 1
     } else {
-      const index = this.#find(offset)
-      if (index < pending.length && pending[index] === offset && !this.#settled[index]) return // already pending
-      pending.splice(index, 0, offset)
-      this.#settled.splice(index, 0, false)
+      // A re-read after a rewind: the array stays sorted, an entry per offset.
+      const index = this.#lowerBound(offset, 0)
+      if (index < pending.length && pending[index] === offset) {
+        if (!this.#settled[index]) return // already pending
+        this.#settled[index] = false // abandoned before, taken again
+      } else {
+        pending.splice(index, 0, offset)
+        this.#settled.splice(index, 0, false)
+      }
+      if (index < this.#head || this.#pendingCount === 0) this.#head = index
     }
     this.#pendingCount++
   }
@@ -127,21 +134,31 @@ export class PartitionProgress {
     // every record (the usual case when handlers keep up) would free the arrays' storage and
     // allocate it again with the next record.
     if (this.#head <= 1024) return true
-    if (this.#head === pending.length) {
+    // Entries above a set-aside record stay: they say what finished above the commit point.
+    let cut = this.#head
+    if (this.#dropped.size > 0 || this.#droppedFrom !== undefined) {
+      cut = Math.min(cut, this.#lowerBound(this.rewindPoint()!, 0))
+    }
+    if (cut === pending.length) {
       pending.length = 0
       this.#settled.length = 0
       this.#head = 0
-    } else if (this.#head * 2 > pending.length) {
-      pending.splice(0, this.#head)
-      this.#settled.splice(0, this.#head)
-      this.#head = 0
+    } else if (cut * 2 > pending.length) {
+      pending.splice(0, cut)
+      this.#settled.splice(0, cut)
+      this.#head -= cut
     }
     return true
   }
 
   /** The first index at or after the head whose offset is ≥ `offset` (binary search). */
   #find(offset: bigint): number {
-    let low = this.#head
+    return this.#lowerBound(offset, this.#head)
+  }
+
+  /** The first index at or after `low` whose offset is ≥ `offset`. */
+  #lowerBound(offset: bigint, from: number): number {
+    let low = from
     let high = this.#pending.length
     while (low < high) {
       const middle = (low + high) >>> 1
@@ -179,6 +196,21 @@ export class PartitionProgress {
     if (limit <= 0n && this.#highestFinished < 0n) return undefined
     if (this.#committed !== undefined && limit <= this.#committed) return undefined
     return limit
+  }
+
+  /**
+   * The finished offsets above `offset` (ascending): work done past the commit point,
+   * which a commit can record so that a later owner skips it.
+   */
+  finishedAbove(offset: bigint): bigint[] {
+    const finished: bigint[] = []
+    for (let i = this.#lowerBound(offset + 1n, 0); i < this.#pending.length; i++) {
+      const candidate = this.#pending[i]!
+      if (!this.#settled[i] || this.#dropped.has(candidate)) continue
+      if (this.#droppedFrom !== undefined && candidate >= this.#droppedFrom) continue
+      finished.push(candidate)
+    }
+    return finished
   }
 
   /** Records that `offset` is committed. */

@@ -1,4 +1,6 @@
 export type {
+  CommitPosition,
+  CommittedPosition,
   InboundRecord,
   OutboundRecord,
   Publisher,

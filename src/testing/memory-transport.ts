@@ -1,5 +1,7 @@
 import { compatibilityPartitioner } from '@platformatic/kafka'
 import {
+  type CommitPosition,
+  type CommittedPosition,
   type InboundRecord,
   type OutboundRecord,
   type Publisher,
@@ -152,6 +154,8 @@ function groupOf(transport: MemoryTransport, groupId: string): MemoryGroup {
 /** A consumer group: members share the partitions of their topics (round robin). */
 class MemoryGroup {
   readonly committed = new Map<string, bigint>()
+  /** The metadata committed with each offset. */
+  readonly metadata = new Map<string, string>()
   readonly members: MemorySubscription[] = []
 
   join(member: MemorySubscription, transport: MemoryTransport): void {
@@ -271,10 +275,22 @@ class MemorySubscription implements Subscription {
     this.wake()
   }
 
-  async commit(offsets: RecordPosition[]): Promise<void> {
+  async commit(offsets: CommitPosition[]): Promise<void> {
     const group = groupOf(this.#transport, this.#options.groupId)
-    for (const { topic, partition, offset } of offsets)
+    for (const { topic, partition, offset, metadata } of offsets) {
       group.committed.set(partitionKey(topic, partition), offset)
+      group.metadata.set(partitionKey(topic, partition), metadata ?? '')
+    }
+  }
+
+  async committed(partitions: TopicPartition[]): Promise<CommittedPosition[]> {
+    const group = groupOf(this.#transport, this.#options.groupId)
+    return partitions.map(({ topic, partition }) => ({
+      topic,
+      partition,
+      offset: group.committed.get(partitionKey(topic, partition)),
+      metadata: group.metadata.get(partitionKey(topic, partition))
+    }))
   }
 
   async close(): Promise<void> {

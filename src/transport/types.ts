@@ -54,6 +54,28 @@ export interface RecordPosition {
   offset: bigint
 }
 
+/** A position to commit: the next offset to read, and text the group keeps beside it. */
+export interface CommitPosition extends RecordPosition {
+  /**
+   * Kept with the offset (Kafka's commit metadata, at most `offset.metadata.max.bytes`).
+   * The runtime writes which offsets above this one have already finished
+   * (src/offsets/finished-metadata.ts). Transports that cannot store it ignore it.
+   */
+  metadata?: string
+}
+
+/** What a group has committed for a partition (`Subscription.committed`). */
+export interface CommittedPosition {
+  /** Topic name. */
+  topic: string
+  /** Partition number, from 0. */
+  partition: number
+  /** The committed offset; `undefined` when the group has none. */
+  offset: bigint | undefined
+  /** The metadata committed with it, if any. */
+  metadata: string | undefined
+}
+
 /** How a subscription joins its consumer group. */
 export interface SubscribeOptions {
   /** Consumer group to join. */
@@ -105,8 +127,13 @@ export interface Subscription {
   pause(): void
   /** Starts fetching again after `pause`. */
   resume(): void
-  /** Commits the offsets (the next offset to read, per partition) for the group. */
-  commit(offsets: RecordPosition[]): Promise<void>
+  /** Commits the offsets (the next offset to read, per partition) for the group, with their metadata. */
+  commit(offsets: CommitPosition[]): Promise<void>
+  /**
+   * What the group has committed for these partitions, with the metadata. Optional: without
+   * it the runtime cannot skip work finished above a commit point by an earlier member.
+   */
+  committed?(partitions: TopicPartition[]): Promise<CommittedPosition[]>
   /** Leaves the group and closes the connection. */
   close(): Promise<void>
 }

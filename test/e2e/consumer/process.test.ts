@@ -3,10 +3,28 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { Admin } from '@platformatic/kafka'
+import { clientOptions } from '../../../src/kafka/connection.ts'
+import { decodeFinished } from '../../../src/offsets/finished-metadata.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { committedOffsets, testConnection, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
 import { readHandled, startConsumerProcess } from '../../helpers/process.ts'
 import { produceKeyed } from '../../helpers/produce.ts'
+
+/** The group's committed offsets on a topic with the metadata beside each, as Kafka's admin API reads them. */
+async function committedWithMetadata(topic: string, group: string) {
+  const admin = new Admin(clientOptions(testConnection()))
+  try {
+    const [answer] = await admin.listConsumerGroupOffsets({ groups: [group] })
+    return (answer?.topics.find((t) => t.name === topic)?.partitions ?? []).map((p) => ({
+      partition: p.partitionIndex,
+      offset: p.committedOffset,
+      metadata: p.metadata ?? undefined
+    }))
+  } finally {
+    await admin.close()
+  }
+}
 
 function logFile(name: string): string {
   return join(mkdtempSync(join(tmpdir(), 'conveyor-')), `${name}.jsonl`)
@@ -102,4 +120,46 @@ test('SIGTERM during processing exits 0 within the drain timeout, and a restart 
   const positions = new Set(handled.map((h) => `${h.partition}:${h.offset}`))
   assert.equal(positions.size, count, 'none missing')
   assert.equal(handled.length, count, 'nothing finished before the shutdown is handled again')
+})
+
+test('after a SIGKILL, only the message that had not finished is handled again: the work finished above the commit point was recorded with it', async (t) => {
+  const topic = await useTopic(t, { partitions: 1 })
+  const group = useGroup(t)
+  const count = 100
+  await produceKeyed(useProducer(t), topic, { count, keys: count })
+  const log = logFile('finished-above')
+  const env = {
+    KAFKA_BROKERS: testConnection().brokers.join(','),
+    TOPIC: topic,
+    GROUP: group,
+    LOG: log,
+    ORDERING: 'key',
+    COMMIT_MS: '200'
+  }
+  const first = await startConsumerProcess(t, { ...env, FAIL_OFFSET: '10' })
+  await waitFor(() => readHandled(log).length === count - 1, { timeout: 60_000, description: '99 messages' })
+  // The commit point stays at 10 (waiting in retries); the commit records 11–99 as finished.
+  await waitFor(
+    async () => {
+      const [offset] = await committedOffsets(topic, 1, group)
+      const { metadata } = (await committedWithMetadata(topic, group))[0] ?? {}
+      const runs = offset === undefined ? [] : decodeFinished(offset, metadata)
+      return offset === 10n && runs.length === 1 && runs[0]!.from === 11n && runs[0]!.to === 100n
+    },
+    { timeout: 30_000, description: 'offset 10 committed with 11–99 finished' }
+  )
+  first.child.kill('SIGKILL')
+  await first.exited
+
+  const second = await startConsumerProcess(t, env)
+  await waitFor(async () => (await committedOffsets(topic, 1, group))[0] === 100n, {
+    timeout: 60_000,
+    description: 'everything committed after the restart'
+  })
+  const again = readHandled(log).filter((h) => h.pid === second.child.pid)
+  assert.deepEqual(
+    again.map((h) => h.offset),
+    ['10'],
+    'only offset 10 is handled again'
+  )
 })

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { test } from 'node:test'
 import { type AssignmentListener, createConsumer } from '../../../src/consumer/consumer.ts'
+import { forever } from '../../../src/retry/policy.ts'
 import { MemoryTransport } from '../../../src/testing/memory-transport.ts'
 import type { Subscription, SubscriptionListener, Transport } from '../../../src/transport/types.ts'
 import { waitFor } from '../../../src/util/wait.ts'
@@ -334,4 +335,56 @@ test('at stop, revoked is called only for the listeners whose assigned was calle
   await waitFor(() => events.length === 1)
   await consumer.stop()
   assert.deepEqual(events, ['first assigned', 'first revoked'])
+})
+
+test('work finished above the commit point is recorded with the commit and not handled again by the next owner', async () => {
+  for (const finishedMetadata of [true, false]) {
+    const { transport, topic, groupId } = setup()
+    await transport
+      .publisher()
+      .send(
+        Array.from({ length: 10 }, (_, n) => ({
+          topic,
+          key: `k${n}`,
+          value: JSON.stringify({ message_type: 'w', n })
+        }))
+      )
+    const first = createConsumer({
+      transport,
+      groupId,
+      topics: [topic],
+      ordering: 'key',
+      commitInterval: 10,
+      finishedMetadata,
+      routes: {
+        w: {
+          retry: forever({ initialDelay: 60_000 }),
+          handler: (m) => {
+            if ((m.value as { n: number }).n === 3) throw new Error('offset 3 waits')
+          }
+        }
+      }
+    })
+    await first.start()
+    await waitFor(() => first.status().partitions[0]?.retrying.length === 1 && first.buffered === 1)
+    await first.stop()
+    assert.equal(transport.committed(groupId, topic, 0), 3n)
+    const seen: number[] = []
+    const next = createConsumer({
+      transport,
+      groupId,
+      topics: [topic],
+      commitInterval: 10,
+      finishedMetadata,
+      routes: { w: { handler: (m) => void seen.push((m.value as { n: number }).n) } }
+    })
+    await next.start()
+    await waitFor(() => transport.committed(groupId, topic, 0) === 10n)
+    await next.stop()
+    assert.deepEqual(
+      seen,
+      finishedMetadata ? [3] : [3, 4, 5, 6, 7, 8, 9],
+      `finishedMetadata: ${finishedMetadata}`
+    )
+  }
 })

@@ -174,3 +174,47 @@ test('a progress starting at an offset treats the records below it as finished a
     'from 0 there is nothing to commit yet'
   )
 })
+
+test('finishedAbove lists exactly the finished offsets above the commit point, whatever the order of finishing, abandoning and re-reading', () => {
+  let seed = 7
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
+    return seed / 2 ** 31
+  }
+  for (let round = 0; round < 60; round++) {
+    const steps = round < 55 ? 300 : 5_000
+    const p = new PartitionProgress('t', 0)
+    const pending = new Set<number>()
+    const abandoned: number[] = []
+    const finished = new Set<number>()
+    let next = 0
+    for (let step = 0; step < steps; step++) {
+      const action = random()
+      if (action < 0.45) {
+        const offset = next++
+        p.admit(BigInt(offset))
+        p.accept(BigInt(offset))
+        pending.add(offset)
+      } else if (action < 0.8 && pending.size > 0) {
+        const among = steps > 300 ? Math.min(pending.size, 3) : pending.size
+        const offset = [...pending][Math.floor(random() * among)]!
+        p.finish(BigInt(offset))
+        pending.delete(offset)
+        finished.add(offset)
+      } else if (action < 0.9 && pending.size > 0) {
+        const offset = [...pending][Math.floor(random() * pending.size)]!
+        p.abandon(BigInt(offset))
+        pending.delete(offset)
+        abandoned.push(offset)
+      } else if (abandoned.length > 0) {
+        const offset = abandoned.shift()!
+        assert.equal(p.admit(BigInt(offset)), 'new')
+        p.accept(BigInt(offset))
+        pending.add(offset)
+      }
+      const commit = p.committable() ?? 0n
+      const expected = [...finished].filter((o) => BigInt(o) > commit).sort((a, b) => a - b)
+      assert.deepEqual(p.finishedAbove(commit).map(Number), expected, `round ${round} step ${step}`)
+    }
+  }
+})
