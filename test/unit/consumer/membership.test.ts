@@ -340,15 +340,13 @@ test('at stop, revoked is called only for the listeners whose assigned was calle
 test('work finished above the commit point is recorded with the commit and not handled again by the next owner', async () => {
   for (const finishedMetadata of [true, false]) {
     const { transport, topic, groupId } = setup()
-    await transport
-      .publisher()
-      .send(
-        Array.from({ length: 10 }, (_, n) => ({
-          topic,
-          key: `k${n}`,
-          value: JSON.stringify({ message_type: 'w', n })
-        }))
-      )
+    await transport.publisher().send(
+      Array.from({ length: 10 }, (_, n) => ({
+        topic,
+        key: `k${n}`,
+        value: JSON.stringify({ message_type: 'w', n })
+      }))
+    )
     const first = createConsumer({
       transport,
       groupId,
