@@ -16,8 +16,23 @@ export const DeadLetterHeaders = {
   errorStack: 'dlq_error_stack',
   attempts: 'dlq_attempts',
   firstFailureTime: 'dlq_first_failure_time',
-  lastFailureTime: 'dlq_last_failure_time'
+  lastFailureTime: 'dlq_last_failure_time',
+  /**
+   * The failure's identity, `<group>/<source topic>/<partition>/<offset>`: the same for every
+   * copy of one source record dead-lettered again after a crash or rebalance, so tools show
+   * and replay it once (see `deadLetterId`).
+   */
+  id: 'dlq_id'
 } as const
+
+/**
+ * The identity of a dead-lettered source record. The attempt count is left out: a record
+ * dead-lettered again after a crash, under a retry policy changed meanwhile, is still the
+ * same failure of the same record.
+ */
+export function deadLetterId(groupId: string, topic: string, partition: number, offset: bigint): string {
+  return `${groupId}/${topic}/${partition}/${offset}`
+}
 
 /** Stacks are cut to this many characters: enough to find the frame, small enough for a header. */
 export const maxStackLength = 4_000
@@ -74,5 +89,6 @@ export function deadLetterRecord(record: InboundRecord, details: DeadLetterDetai
   add(DeadLetterHeaders.attempts, String(details.attempts))
   add(DeadLetterHeaders.firstFailureTime, details.firstFailure.toISOString())
   add(DeadLetterHeaders.lastFailureTime, details.lastFailure.toISOString())
+  add(DeadLetterHeaders.id, deadLetterId(details.groupId, record.topic, record.partition, record.offset))
   return { topic: details.topic, key: record.key, value: record.value, headers }
 }

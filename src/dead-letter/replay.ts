@@ -2,12 +2,17 @@ import { randomUUID } from 'node:crypto'
 import { Admin, Consumer, ProduceAcks, Producer, stringDeserializer } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import { clientOptions, hasApiId, type KafkaConnection } from '../kafka/connection.ts'
-import { DeadLetterHeaders } from './record.ts'
+import { DeadLetterHeaders, deadLetterId } from './record.ts'
 
 /** Header on a replayed record naming the DLQ record it came from (`<dlq-topic>/<partition>/<offset>`). */
 export const ReplayedFromHeader = 'conveyor_replayed_from'
 
 export interface DeadLetter {
+  /**
+   * The failure's identity (the `dlq_id` header; for records written before it, made the
+   * same way from the source headers, else the record's own position): copies share it.
+   */
+  id: string
   partition: number
   offset: bigint
   key: Buffer | null
@@ -83,14 +88,25 @@ export async function readDeadLetters(connection: KafkaConnection, topic: string
         const headers = message.headers as unknown as Map<string, Buffer>
         const sourcePartition = text(headers, DeadLetterHeaders.sourcePartition)
         const sourceOffset = text(headers, DeadLetterHeaders.sourceOffset)
+        const sourceTopic = text(headers, DeadLetterHeaders.sourceTopic)
         records.push({
+          id:
+            text(headers, DeadLetterHeaders.id) ??
+            (sourceTopic !== undefined && sourcePartition !== undefined && sourceOffset !== undefined
+              ? deadLetterId(
+                  text(headers, DeadLetterHeaders.consumerGroup) ?? '',
+                  sourceTopic,
+                  Number(sourcePartition),
+                  BigInt(sourceOffset)
+                )
+              : `${topic}/${message.partition}/${message.offset}`),
           partition: message.partition,
           offset: message.offset,
           key: (message.key as Buffer | undefined) ?? null,
           value: (message.value as Buffer | undefined) ?? null,
           headers,
           timestamp: Number(message.timestamp),
-          sourceTopic: text(headers, DeadLetterHeaders.sourceTopic),
+          sourceTopic,
           sourcePartition: sourcePartition === undefined ? undefined : Number(sourcePartition),
           sourceOffset: sourceOffset === undefined ? undefined : BigInt(sourceOffset),
           reason: text(headers, DeadLetterHeaders.reason),
@@ -110,6 +126,20 @@ export async function readDeadLetters(connection: KafkaConnection, topic: string
   }
 }
 
+/**
+ * One record per failure: of the copies sharing an id (a record dead-lettered again after
+ * a crash or rebalance), the last one written, with how many copies there are.
+ */
+export function distinctDeadLetters(records: readonly DeadLetter[]): Array<DeadLetter & { copies: number }> {
+  const byId = new Map<string, DeadLetter & { copies: number }>()
+  for (const record of records) {
+    const copies = (byId.get(record.id)?.copies ?? 0) + 1
+    byId.delete(record.id) // re-inserted: the order is that of each failure's last copy
+    byId.set(record.id, { ...record, copies })
+  }
+  return [...byId.values()]
+}
+
 export interface ReplayOptions {
   connection: KafkaConnection
   dlqTopic: string
@@ -121,26 +151,40 @@ export interface ReplayOptions {
 }
 
 export interface ReplayResult {
+  /** Distinct failures matching the filter (copies of one count once). */
   matched: number
+  /** Copies left out because another copy of the same failure is replayed (or was); absent when none. */
+  duplicates?: number
   alreadyReplayed: number
   replayed: number
 }
 
 /**
  * Replays the matching records of a DLQ topic to their source topic (or `to`): original key,
- * value and headers, without the `dlq_*` headers, with `conveyor_replayed_from`. Each replay
- * is recorded in the compacted topic `<dlq-topic>.replayed`, so a second run replays nothing
- * again; records produced by a replay are skipped unless asked for, so a replay cannot loop.
+ * value and headers, without the `dlq_*` headers, with `conveyor_replayed_from`. Copies of
+ * one failure (the same `id`) are replayed once, the last copy. Each replay is recorded in
+ * the compacted topic `<dlq-topic>.replayed` by the failure's id, so a second run replays
+ * nothing again; records produced by a replay are skipped unless asked for, so a replay
+ * cannot loop.
  */
 export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayResult> {
   const ledger = `${options.dlqTopic}.replayed`
   await ensureLedger(options.connection, ledger)
   const done = new Set((await readLedger(options.connection, ledger)).keys())
-  const matching = (await readDeadLetters(options.connection, options.dlqTopic)).filter((r) =>
+  const copies = (await readDeadLetters(options.connection, options.dlqTopic)).filter((r) =>
     matches(r, options.filter)
   )
-  const todo = matching.filter((r) => !done.has(`${r.partition}/${r.offset}`))
-  const result = { matched: matching.length, alreadyReplayed: matching.length - todo.length, replayed: 0 }
+  // Earlier versions recorded a replay by the DLQ record's position: any copy replayed counts.
+  const replayedIds = new Set(copies.filter((r) => done.has(`${r.partition}/${r.offset}`)).map((r) => r.id))
+  const matching = distinctDeadLetters(copies)
+  const todo = matching.filter((r) => !done.has(r.id) && !replayedIds.has(r.id))
+  const duplicates = copies.length - matching.length
+  const result: ReplayResult = {
+    matched: matching.length,
+    ...(duplicates > 0 ? { duplicates } : {}),
+    alreadyReplayed: matching.length - todo.length,
+    replayed: 0
+  }
   if (options.dryRun || todo.length === 0) return result
   for (const record of todo) {
     if (!options.to && !record.sourceTopic) {
@@ -184,7 +228,7 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
       await producer.send({
         messages: slice.map((record) => ({
           topic: ledger,
-          key: Buffer.from(`${record.partition}/${record.offset}`),
+          key: Buffer.from(record.id),
           value: Buffer.from(
             JSON.stringify({ to: options.to ?? record.sourceTopic, at: new Date().toISOString() })
           )

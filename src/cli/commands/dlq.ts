@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import {
   type DeadLetter,
   type DeadLetterFilter,
+  distinctDeadLetters,
   matches,
   readDeadLetters,
   replayDeadLetters
@@ -18,7 +19,8 @@ import {
 
 const usage = `Usage: conveyor dlq list|show|replay <dlq-topic> [filters] [options]
 
-  list     one line per dead-lettered record: position, source, reason, error
+  list     one line per failure: position, source, reason, error (copies of one source
+           record, dead-lettered again after a crash or rebalance, show once, ×N)
   show     every matching record in full (headers and value); narrow with --at P/O
   replay   writes the matching records back to their source topic (or --to), once
 
@@ -33,14 +35,15 @@ Filters:
 
 Options:
   --at P/O                (show) one DLQ record by partition/offset
+  --copies                (list, show) every copy, not one line per failure
   --to TOPIC              (replay) target topic instead of each record's source topic
   --dry-run               (replay) say what would be replayed, write nothing
 ${connectionHelp}
   --json                  output as JSON
 
 Reading uses a throwaway consumer group and commits nothing: no live group's offsets move.
-Each replayed record is written with the header conveyor_replayed_from and recorded in
-<dlq-topic>.replayed, so a second run replays nothing twice. A <dlq-topic> (or --to topic)
+Replay writes each failure once (its last copy), with the header conveyor_replayed_from,
+and records it in <dlq-topic>.replayed, so a second run replays nothing twice. A <dlq-topic> (or --to topic)
 that does not exist is an error before anything is read or written.
 
 ${environmentHelp}
@@ -66,6 +69,7 @@ export const dlqCommand: Command = {
         at: { type: 'string' },
         to: { type: 'string' },
         'dry-run': { type: 'boolean' },
+        copies: { type: 'boolean' },
         ...connectionOptions,
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
@@ -100,22 +104,28 @@ export const dlqCommand: Command = {
         onProgress: progress
       })
       if (values.json) io.out(JSON.stringify(result))
-      else if (values['dry-run'])
+      else {
+        const counts = `${result.matched} match, ${result.alreadyReplayed} already replayed${result.duplicates ? `, ${result.duplicates} duplicate copies left out` : ''}`
         io.out(
-          `dry run: ${result.matched - result.alreadyReplayed} record(s) would be replayed (${result.matched} match, ${result.alreadyReplayed} already replayed)`
+          values['dry-run']
+            ? `dry run: ${result.matched - result.alreadyReplayed} record(s) would be replayed (${counts})`
+            : `replayed ${result.replayed} record(s) (${counts})`
         )
-      else
-        io.out(
-          `replayed ${result.replayed} record(s) (${result.matched} match, ${result.alreadyReplayed} already replayed)`
-        )
+      }
       return 0
     }
-    let records = (await readDeadLetters(connection, topic)).filter((r) => matches(r, filter))
-    if (values.at) records = records.filter((r) => `${r.partition}/${r.offset}` === values.at)
+    const copies = (await readDeadLetters(connection, topic)).filter((r) => matches(r, filter))
+    let records: Array<DeadLetter & { copies?: number }> = values.copies
+      ? copies
+      : distinctDeadLetters(copies)
+    if (values.at) records = copies.filter((r) => `${r.partition}/${r.offset}` === values.at)
     if (action === 'list') {
       if (values.json) io.out(JSON.stringify(records.map(summary), null, 2))
       else for (const r of records) io.out(line(r))
-      if (!values.json) io.err(`${records.length} record(s)`)
+      if (!values.json)
+        io.err(
+          `${records.length} record(s)${copies.length > records.length ? ` (${copies.length - records.length} duplicate copies not shown; --copies lists them)` : ''}`
+        )
       return 0
     }
     io.out(JSON.stringify(records.map(full), null, 2))
@@ -123,9 +133,11 @@ export const dlqCommand: Command = {
   }
 }
 
-function summary(r: DeadLetter) {
+function summary(r: DeadLetter & { copies?: number }) {
   return {
+    id: r.id,
     at: `${r.partition}/${r.offset}`,
+    copies: r.copies ?? 1,
     source: `${r.sourceTopic}/${r.sourcePartition}/${r.sourceOffset}`,
     reason: r.reason,
     errorClass: r.errorClass,
@@ -137,7 +149,7 @@ function summary(r: DeadLetter) {
 
 function line(r: DeadLetter): string {
   const s = summary(r)
-  return `${s.at}  ${s.source}  ${s.reason ?? '-'}  ${s.errorClass ?? '-'}: ${s.error ?? ''}  ${s.lastFailure ?? ''}`
+  return `${s.at}  ${s.source}${s.copies > 1 ? ` (×${s.copies})` : ''}  ${s.reason ?? '-'}  ${s.errorClass ?? '-'}: ${s.error ?? ''}  ${s.lastFailure ?? ''}`
 }
 
 function full(r: DeadLetter) {

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Consumer } from '@platformatic/kafka'
 import { main } from '../../../src/cli/main.ts'
+import { deadLetterRecord } from '../../../src/dead-letter/record.ts'
 import { ReplayedFromHeader } from '../../../src/dead-letter/replay.ts'
 import { clientOptions } from '../../../src/kafka/connection.ts'
+import type { InboundRecord } from '../../../src/transport/types.ts'
 import {
   cleanup,
   committedOffsets,
@@ -151,4 +153,56 @@ test('records produced by a replay are not replayed again unless asked, so a rep
   assert.deepEqual(JSON.parse(result.out), { matched: 1, alreadyReplayed: 0, replayed: 1 })
   const withReplayed = await dlq('replay', dead, '--include-replayed', '--json')
   assert.deepEqual(JSON.parse(withReplayed.out), { matched: 2, alreadyReplayed: 1, replayed: 1 })
+})
+
+test('a source record dead-lettered twice (again after a crash) is listed once with its copies and replayed once', async (t) => {
+  const source = await useTopic(t)
+  const dead = await useTopic(t)
+  deleteTopicsAtEnd(t, [`${dead}.replayed`])
+  const publisher = useTransport(t).publisher()
+  cleanup(t, () => publisher.close())
+  const failed = (offset: number, value: string): InboundRecord => ({
+    topic: source,
+    partition: 0,
+    offset: BigInt(offset),
+    key: Buffer.from(`k${offset}`),
+    value: Buffer.from(value),
+    headers: new Map(),
+    timestamp: Date.now()
+  })
+  const copy = (record: InboundRecord, attempts: number) =>
+    deadLetterRecord(record, {
+      topic: dead,
+      groupId: 'orders-service',
+      reason: 'retries_exhausted',
+      error: new Error('the API is down'),
+      attempts,
+      firstFailure: new Date(),
+      lastFailure: new Date()
+    })
+  const twice = failed(7, '{"message_type":"w","n":7}')
+  const once = failed(8, '{"message_type":"w","n":8}')
+  // The second copy of offset 7 was written by the member that took over after a crash.
+  await publisher.send([copy(twice, 4), copy(once, 4), copy(twice, 4)])
+
+  const listed = await dlq('list', dead)
+  assert.equal(listed.out.split('\n').length, 2, listed.out)
+  assert.match(listed.out, new RegExp(`^0/2  ${source}/0/7 \\(×2\\)  retries_exhausted`, 'm'))
+  assert.match(listed.err, /2 record\(s\) \(1 duplicate copies not shown; --copies lists them\)/)
+  const all = await dlq('list', dead, '--copies', '--json')
+  assert.equal(JSON.parse(all.out).length, 3)
+  assert.equal(JSON.parse(all.out)[0].id, `orders-service/${source}/0/7`)
+
+  const replay = await dlq('replay', dead)
+  assert.match(
+    replay.out,
+    /replayed 2 record\(s\) \(2 match, 0 already replayed, 1 duplicate copies left out\)/
+  )
+  const replayed = await readAll(t, source, 2)
+  assert.deepEqual(replayed.map((r) => r.value?.toString()).sort(), [
+    '{"message_type":"w","n":7}',
+    '{"message_type":"w","n":8}'
+  ])
+  const again = await dlq('replay', dead, '--json')
+  assert.deepEqual(JSON.parse(again.out), { matched: 2, duplicates: 1, alreadyReplayed: 2, replayed: 0 })
 })

@@ -162,3 +162,19 @@ test('a dead letter not yet written when the partition is revoked is abandoned, 
   assert.equal(await done, 'abandoned')
   assert.equal(sent.length, 0)
 })
+
+test('every dead letter carries the failure’s identity: the same for each copy of one source record', async () => {
+  const ids: string[] = []
+  for (let copy = 0; copy < 2; copy++) {
+    const { failures, state, sent } = setup()
+    await failures.deadLetter(record, state, {
+      topic: 'orders.dlq',
+      reason: 'retries_exhausted',
+      error: new Error('down'),
+      attempts: copy + 3,
+      firstFailure: new Date()
+    })
+    ids.push((sent[0]!.headers as Map<string, Buffer>).get(DeadLetterHeaders.id)!.toString())
+  }
+  assert.deepEqual(ids, ['g/orders/0/7', 'g/orders/0/7'])
+})
