@@ -134,7 +134,8 @@ export class ConveyorConsumer {
       },
       drainTimeout: merged.drainTimeout,
       listeners: [...merged.assignmentListeners],
-      skipFinished: merged.finishedMetadata,
+      // The group's metadata describes the group's offsets: another strategy keeps its own.
+      skipFinished: merged.finishedMetadata && merged.commitStrategy === groupOffsets,
       scheduler: this.#scheduler,
       committer: this.#committer,
       stopping: this.#stopping.signal,
@@ -265,13 +266,13 @@ export class ConveyorConsumer {
       progress.dropFrom(record.offset)
       return
     }
-    // Finished by an earlier owner above its commit point: done already.
-    if (state.skip !== undefined && skipFinished(state, record.offset)) return
     // Waiting for its assignment listeners, or over a bound: read again later.
     if (state.preparing || this.#flow.isFull(state)) {
       this.#flow.park(state, record.offset)
       return
     }
+    // Finished by an earlier owner above its commit point: done already.
+    if (state.skip !== undefined && skipFinished(state, record.offset)) return
     progress.accept(record.offset)
     this.#scheduler.add(state, record)
   }

@@ -67,6 +67,9 @@ export interface PartitionStart {
 /** Joining the group again after the subscription failed. */
 const resubscribeRetry = forever({ initialDelay: 1_000, maxDelay: 30_000 })
 
+/** How long a new partition waits for the read of what earlier owners finished, ms. */
+const finishedReadTimeout = 10_000
+
 /** An `assigned` hook that failed is called again with this policy. */
 const assignedRetry = forever({ initialDelay: 500, maxDelay: 30_000 })
 
@@ -217,7 +220,8 @@ export class Membership {
     }
   }
 
-  #partition(tp: TopicPartition, finished?: Promise<Map<string, FinishedRun[]>>): PartitionState {
+  /** `finished`: the read of what earlier owners finished, or `null` to read it once its revocation here ended. */
+  #partition(tp: TopicPartition, finished?: Promise<Map<string, FinishedRun[]>> | null): PartitionState {
     const state = newPartitionState(tp, this.#options.stopping, this.#options.handlerAbort)
     this.partitions.set(state.key, state)
     if (this.#options.listeners.length > 0 || finished !== undefined) {
@@ -236,8 +240,14 @@ export class Membership {
     const revoked = [...this.partitions.values()].filter((state) => !now.has(state.key))
     for (const state of revoked) this.partitions.delete(state.key)
     const fresh = partitions.filter((tp) => !this.partitions.has(partitionKey(tp.topic, tp.partition)))
-    const finished = this.#options.skipFinished && fresh.length > 0 ? this.#readFinished(fresh) : undefined
-    for (const tp of fresh) this.#partition(tp, finished)
+    // Partitions whose previous ownership here is still being revoked read after its final commit.
+    const settled = fresh.filter((tp) => !this.#revoking.has(partitionKey(tp.topic, tp.partition)))
+    const finished =
+      this.#options.skipFinished && settled.length > 0 ? this.#readFinished(settled) : undefined
+    for (const tp of fresh) {
+      const later = !settled.includes(tp) && this.#options.skipFinished
+      this.#partition(tp, later ? null : finished)
+    }
     const { groupId } = this.#options.subscribe
     if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId, partitions })
     this.#startRevocation(revoked)
@@ -276,9 +286,20 @@ export class Membership {
   }
 
   /** Reads what an earlier owner finished and runs the `assigned` hooks of a new partition, then lets its records through. */
-  async #prepare(state: PartitionState, finished?: Promise<Map<string, FinishedRun[]>>): Promise<void> {
+  async #prepare(
+    state: PartitionState,
+    finished?: Promise<Map<string, FinishedRun[]>> | null
+  ): Promise<void> {
     await this.#revoking.get(state.key) // the previous ownership's `revoked` hooks first
-    if (finished) state.skip = (await finished).get(state.key)
+    if (finished !== undefined) {
+      const reading = finished ?? this.#readFinished([state.tp])
+      // An optimisation: a slow read does not hold the partition for long.
+      const found = await Promise.race([
+        reading,
+        wait(finishedReadTimeout, state.waits).then(() => undefined)
+      ])
+      state.skip = found?.get(state.key)
+    }
     let start: bigint | undefined
     const control: PartitionStart = {
       seek: (offset) => {
@@ -305,6 +326,7 @@ export class Membership {
     state.preparing = false
     if (start !== undefined) {
       state.progress = PartitionProgress.startingAt(state.tp.topic, state.tp.partition, start)
+      state.skip = undefined // what the group's metadata says is about the group's offset, not this start
       state.pausedTail = false
       subscription?.seek(state.tp, start)
       if (resumedChannel.hasSubscribers) {

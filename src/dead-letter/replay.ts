@@ -170,14 +170,22 @@ export interface ReplayResult {
 export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayResult> {
   const ledger = `${options.dlqTopic}.replayed`
   await ensureLedger(options.connection, ledger)
-  const done = new Set((await readLedger(options.connection, ledger)).keys())
+  const done = await readLedger(options.connection, ledger)
   const copies = (await readDeadLetters(options.connection, options.dlqTopic)).filter((r) =>
     matches(r, options.filter)
   )
   // Earlier versions recorded a replay by the DLQ record's position: any copy replayed counts.
   const replayedIds = new Set(copies.filter((r) => done.has(`${r.partition}/${r.offset}`)).map((r) => r.id))
   const matching = distinctDeadLetters(copies)
-  const todo = matching.filter((r) => !done.has(r.id) && !replayedIds.has(r.id))
+  // A failure counts as replayed unless its last copy was written after the replay: then the
+  // record failed again (it was read again on purpose, or the topic was made anew).
+  const todo = matching.filter((r) => {
+    if (replayedIds.has(r.id)) return false
+    const replayed = done.get(r.id)
+    if (replayed === undefined) return true
+    const at = replayedAt(replayed)
+    return at !== undefined && r.timestamp > at
+  })
   const duplicates = copies.length - matching.length
   const result: ReplayResult = {
     matched: matching.length,
@@ -241,6 +249,16 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
     await producer.close()
   }
   return result
+}
+
+/** When a ledger entry says its failure was replayed (ms since the epoch), if it says. */
+function replayedAt(entry: string): number | undefined {
+  try {
+    const at = Date.parse((JSON.parse(entry) as { at?: string }).at ?? '')
+    return Number.isFinite(at) ? at : undefined
+  } catch {
+    return undefined
+  }
 }
 
 async function ensureLedger(connection: KafkaConnection, topic: string): Promise<void> {

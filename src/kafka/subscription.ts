@@ -497,7 +497,10 @@ export class KafkaSubscription implements Subscription {
     if (offsets.length === 0) return
     try {
       if (this.#options.groupProtocol !== 'consumer' && offsets.some((o) => o.metadata)) {
-        await commitWithMetadata(
+        // Metadata is an optimisation: when that commit fails (metadata over the broker's
+        // limit, a coordinator moved, a rebalance), the client's own commit, with its
+        // rejoin and coordinator handling, commits the offsets without it.
+        const sent = await commitWithMetadata(
           this.#consumer as unknown as Consumer,
           offsets.map(({ topic, partition, offset, metadata }) => ({
             topic,
@@ -505,8 +508,11 @@ export class KafkaSubscription implements Subscription {
             offset,
             metadata: metadata || null
           }))
+        ).then(
+          () => true,
+          () => false
         )
-        return
+        if (sent) return
       }
       await this.#consumer.commit({
         offsets: offsets.map(({ topic, partition, offset }) => ({

@@ -41,23 +41,40 @@ export function encodeFinished(
   finished: Iterable<bigint>,
   limit = defaultMetadataLimit
 ): string {
-  const runs = toRuns(committed, finished)
-  if (runs.length === 0) return ''
   const bytes: number[] = []
   writeVarint(bytes, committed)
   let cursor = committed
   let kept = 0
-  for (const run of runs) {
+  /** Appends a run; false when it does not fit (it and the ones after it are handled again). */
+  const append = (run: FinishedRun): boolean => {
     const mark = bytes.length
     writeVarint(bytes, run.from - cursor)
     writeVarint(bytes, run.to - run.from)
     if (finishedMetadataPrefix.length + base64urlLength(bytes.length) > limit) {
-      bytes.length = mark // this run and the ones after it do not fit: they are handled again
-      break
+      bytes.length = mark
+      return false
     }
     cursor = run.to
     kept++
+    return true
   }
+  // Runs are built as the offsets come, and reading stops once the budget is used.
+  let run: FinishedRun | undefined
+  let full = false
+  for (const offset of finished) {
+    if (offset <= committed) continue
+    if (run !== undefined && offset < run.to) continue // repeated or out of order: not recorded
+    if (run !== undefined && offset === run.to) {
+      run.to = offset + 1n
+      continue
+    }
+    if (run !== undefined && !append(run)) {
+      full = true
+      break
+    }
+    run = { from: offset, to: offset + 1n }
+  }
+  if (run !== undefined && !full) append(run)
   if (kept === 0) return ''
   return finishedMetadataPrefix + Buffer.from(bytes).toString('base64url')
 }
@@ -97,21 +114,6 @@ export function inRuns(runs: readonly FinishedRun[], offset: bigint): boolean {
     else return true
   }
   return false
-}
-
-function toRuns(committed: bigint, finished: Iterable<bigint>): FinishedRun[] {
-  const runs: FinishedRun[] = []
-  let last: FinishedRun | undefined
-  for (const offset of finished) {
-    if (offset <= committed) continue
-    if (last !== undefined && offset < last.to) continue // repeated or out of order: not recorded
-    if (last !== undefined && offset === last.to) last.to = offset + 1n
-    else {
-      last = { from: offset, to: offset + 1n }
-      runs.push(last)
-    }
-  }
-  return runs
 }
 
 function base64urlLength(bytes: number): number {

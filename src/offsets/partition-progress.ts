@@ -202,15 +202,14 @@ export class PartitionProgress {
    * The finished offsets above `offset` (ascending): work done past the commit point,
    * which a commit can record so that a later owner skips it.
    */
-  finishedAbove(offset: bigint): bigint[] {
-    const finished: bigint[] = []
+  *finishedAbove(offset: bigint): Generator<bigint> {
+    // A generator: the metadata encoder stops reading once its size budget is used.
     for (let i = this.#lowerBound(offset + 1n, 0); i < this.#pending.length; i++) {
       const candidate = this.#pending[i]!
       if (!this.#settled[i] || this.#dropped.has(candidate)) continue
       if (this.#droppedFrom !== undefined && candidate >= this.#droppedFrom) continue
-      finished.push(candidate)
+      yield candidate
     }
-    return finished
   }
 
   /** Records that `offset` is committed. */

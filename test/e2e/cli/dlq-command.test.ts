@@ -206,3 +206,46 @@ test('a source record dead-lettered twice (again after a crash) is listed once w
   const again = await dlq('replay', dead, '--json')
   assert.deepEqual(JSON.parse(again.out), { matched: 2, duplicates: 1, alreadyReplayed: 2, replayed: 0 })
 })
+
+test('a record that fails again after its replay is a new failure: the next replay writes it again', async (t) => {
+  const source = await useTopic(t)
+  const dead = await useTopic(t)
+  deleteTopicsAtEnd(t, [`${dead}.replayed`])
+  const publisher = useTransport(t).publisher()
+  cleanup(t, () => publisher.close())
+  const record: InboundRecord = {
+    topic: source,
+    partition: 0,
+    offset: 3n,
+    key: Buffer.from('k3'),
+    value: Buffer.from('{"message_type":"w"}'),
+    headers: new Map(),
+    timestamp: Date.now()
+  }
+  const copy = () =>
+    deadLetterRecord(record, {
+      topic: dead,
+      groupId: 'orders-service',
+      reason: 'retries_exhausted',
+      error: new Error('the API is down'),
+      attempts: 4,
+      firstFailure: new Date(),
+      lastFailure: new Date()
+    })
+  await publisher.send([copy()])
+  assert.deepEqual(JSON.parse((await dlq('replay', dead, '--json')).out), {
+    matched: 1,
+    alreadyReplayed: 0,
+    replayed: 1
+  })
+  // Read again on purpose (an offset reset, say), it fails again: a copy written after the replay.
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  await publisher.send([copy()])
+  assert.deepEqual(JSON.parse((await dlq('replay', dead, '--json')).out), {
+    matched: 1,
+    duplicates: 1,
+    alreadyReplayed: 0,
+    replayed: 1
+  })
+  assert.equal((await readAll(t, source, 2)).length, 2)
+})

@@ -386,3 +386,46 @@ test('work finished above the commit point is recorded with the commit and not h
     )
   }
 })
+
+test('a listener that seeks back handles every record from there, even those the group’s metadata says an earlier owner finished', async (t) => {
+  const { transport, topic, groupId } = setup()
+  await transport
+    .publisher()
+    .send(
+      Array.from({ length: 6 }, (_, n) => ({
+        topic,
+        key: `k${n}`,
+        value: JSON.stringify({ message_type: 'w', n })
+      }))
+    )
+  const first = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    ordering: 'key',
+    commitInterval: 10,
+    routes: {
+      w: {
+        retry: forever({ initialDelay: 60_000 }),
+        handler: (m) => {
+          if ((m.value as { n: number }).n === 1) throw new Error('offset 1 waits')
+        }
+      }
+    }
+  })
+  await first.start()
+  await waitFor(() => first.status().partitions[0]?.retrying.length === 1 && first.buffered === 1)
+  await first.stop() // committed 1, with 2–5 recorded as finished
+  const seen: number[] = []
+  const rebuild = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    assignmentListeners: [{ assigned: (_tp, start) => start.seek(0n) }],
+    routes: { w: { handler: (m) => void seen.push((m.value as { n: number }).n) } }
+  })
+  await rebuild.start()
+  t.after(() => rebuild.stop())
+  await waitFor(() => seen.length === 6)
+  assert.deepEqual(seen, [0, 1, 2, 3, 4, 5])
+})

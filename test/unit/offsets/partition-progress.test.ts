@@ -214,7 +214,7 @@ test('finishedAbove lists exactly the finished offsets above the commit point, w
       }
       const commit = p.committable() ?? 0n
       const expected = [...finished].filter((o) => BigInt(o) > commit).sort((a, b) => a - b)
-      assert.deepEqual(p.finishedAbove(commit).map(Number), expected, `round ${round} step ${step}`)
+      assert.deepEqual([...p.finishedAbove(commit)].map(Number), expected, `round ${round} step ${step}`)
     }
   }
 })
