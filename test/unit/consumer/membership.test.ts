@@ -389,15 +389,13 @@ test('work finished above the commit point is recorded with the commit and not h
 
 test('a listener that seeks back handles every record from there, even those the group’s metadata says an earlier owner finished', async (t) => {
   const { transport, topic, groupId } = setup()
-  await transport
-    .publisher()
-    .send(
-      Array.from({ length: 6 }, (_, n) => ({
-        topic,
-        key: `k${n}`,
-        value: JSON.stringify({ message_type: 'w', n })
-      }))
-    )
+  await transport.publisher().send(
+    Array.from({ length: 6 }, (_, n) => ({
+      topic,
+      key: `k${n}`,
+      value: JSON.stringify({ message_type: 'w', n })
+    }))
+  )
   const first = createConsumer({
     transport,
     groupId,
