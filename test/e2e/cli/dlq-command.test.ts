@@ -155,35 +155,42 @@ test('records produced by a replay are not replayed again unless asked, so a rep
   assert.deepEqual(JSON.parse(withReplayed.out), { matched: 2, alreadyReplayed: 1, replayed: 1 })
 })
 
-test('a source record dead-lettered twice (again after a crash) is listed once with its copies and replayed once', async (t) => {
-  const source = await useTopic(t)
-  const dead = await useTopic(t)
-  deleteTopicsAtEnd(t, [`${dead}.replayed`])
-  const publisher = useTransport(t).publisher()
-  cleanup(t, () => publisher.close())
-  const failed = (offset: number, value: string): InboundRecord => ({
-    topic: source,
+/** A record of `topic`'s partition 0 at `offset`, as the consumer received it. */
+function received(topic: string, offset: number, value: string): InboundRecord {
+  return {
+    topic,
     partition: 0,
     offset: BigInt(offset),
     key: Buffer.from(`k${offset}`),
     value: Buffer.from(value),
     headers: new Map(),
     timestamp: Date.now()
+  }
+}
+
+/** The DLQ record the runtime writes when group orders-service gives up on `record`. */
+function deadLetterCopy(record: InboundRecord, dlqTopic: string) {
+  return deadLetterRecord(record, {
+    topic: dlqTopic,
+    groupId: 'orders-service',
+    reason: 'retries_exhausted',
+    error: new Error('the API is down'),
+    attempts: 4,
+    firstFailure: new Date(),
+    lastFailure: new Date()
   })
-  const copy = (record: InboundRecord, attempts: number) =>
-    deadLetterRecord(record, {
-      topic: dead,
-      groupId: 'orders-service',
-      reason: 'retries_exhausted',
-      error: new Error('the API is down'),
-      attempts,
-      firstFailure: new Date(),
-      lastFailure: new Date()
-    })
-  const twice = failed(7, '{"message_type":"w","n":7}')
-  const once = failed(8, '{"message_type":"w","n":8}')
+}
+
+test('a source record dead-lettered twice (again after a crash) is listed once with its copies and replayed once', async (t) => {
+  const source = await useTopic(t)
+  const dead = await useTopic(t)
+  deleteTopicsAtEnd(t, [`${dead}.replayed`])
+  const publisher = useTransport(t).publisher()
+  cleanup(t, () => publisher.close())
+  const twice = received(source, 7, '{"message_type":"w","n":7}')
+  const once = received(source, 8, '{"message_type":"w","n":8}')
   // The second copy of offset 7 was written by the member that took over after a crash.
-  await publisher.send([copy(twice, 4), copy(once, 4), copy(twice, 4)])
+  await publisher.send([deadLetterCopy(twice, dead), deadLetterCopy(once, dead), deadLetterCopy(twice, dead)])
 
   const listed = await dlq('list', dead)
   assert.equal(listed.out.split('\n').length, 2, listed.out)
@@ -213,25 +220,8 @@ test('a record that fails again after its replay is a new failure: the next repl
   deleteTopicsAtEnd(t, [`${dead}.replayed`])
   const publisher = useTransport(t).publisher()
   cleanup(t, () => publisher.close())
-  const record: InboundRecord = {
-    topic: source,
-    partition: 0,
-    offset: 3n,
-    key: Buffer.from('k3'),
-    value: Buffer.from('{"message_type":"w"}'),
-    headers: new Map(),
-    timestamp: Date.now()
-  }
-  const copy = () =>
-    deadLetterRecord(record, {
-      topic: dead,
-      groupId: 'orders-service',
-      reason: 'retries_exhausted',
-      error: new Error('the API is down'),
-      attempts: 4,
-      firstFailure: new Date(),
-      lastFailure: new Date()
-    })
+  const record = received(source, 3, '{"message_type":"w"}')
+  const copy = () => deadLetterCopy(record, dead)
   await publisher.send([copy()])
   assert.deepEqual(JSON.parse((await dlq('replay', dead, '--json')).out), {
     matched: 1,

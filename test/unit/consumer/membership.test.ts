@@ -27,6 +27,45 @@ function setup(partitions = 1) {
   return { transport, topic, send, groupId: `g-${randomUUID()}` }
 }
 
+/**
+ * An earlier owner of the group: it takes `count` keyed messages in key order, finishes all
+ * but the one at `waiting` (it waits in retries) and stops, committing `waiting` with what
+ * it finished above it (when `finishedMetadata`).
+ */
+async function leaveOneWaiting(
+  { transport, topic, groupId }: ReturnType<typeof setup>,
+  count: number,
+  waiting: number,
+  finishedMetadata = true
+): Promise<void> {
+  await transport.publisher().send(
+    Array.from({ length: count }, (_, n) => ({
+      topic,
+      key: `k${n}`,
+      value: JSON.stringify({ message_type: 'w', n })
+    }))
+  )
+  const earlier = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    ordering: 'key',
+    commitInterval: 10,
+    finishedMetadata,
+    routes: {
+      w: {
+        retry: forever({ initialDelay: 60_000 }),
+        handler: (m) => {
+          if ((m.value as { n: number }).n === waiting) throw new Error(`offset ${waiting} waits`)
+        }
+      }
+    }
+  })
+  await earlier.start()
+  await waitFor(() => earlier.status().partitions[0]?.retrying.length === 1 && earlier.buffered === 1)
+  await earlier.stop()
+}
+
 test('a new partition is handled only once its assigned hook resolved, and nothing delivered meanwhile is lost', async (t) => {
   const { transport, topic, send, groupId } = setup()
   const seen: number[] = []
@@ -339,33 +378,9 @@ test('at stop, revoked is called only for the listeners whose assigned was calle
 
 test('work finished above the commit point is recorded with the commit and not handled again by the next owner', async () => {
   for (const finishedMetadata of [true, false]) {
-    const { transport, topic, groupId } = setup()
-    await transport.publisher().send(
-      Array.from({ length: 10 }, (_, n) => ({
-        topic,
-        key: `k${n}`,
-        value: JSON.stringify({ message_type: 'w', n })
-      }))
-    )
-    const first = createConsumer({
-      transport,
-      groupId,
-      topics: [topic],
-      ordering: 'key',
-      commitInterval: 10,
-      finishedMetadata,
-      routes: {
-        w: {
-          retry: forever({ initialDelay: 60_000 }),
-          handler: (m) => {
-            if ((m.value as { n: number }).n === 3) throw new Error('offset 3 waits')
-          }
-        }
-      }
-    })
-    await first.start()
-    await waitFor(() => first.status().partitions[0]?.retrying.length === 1 && first.buffered === 1)
-    await first.stop()
+    const group = setup()
+    const { transport, topic, groupId } = group
+    await leaveOneWaiting(group, 10, 3, finishedMetadata)
     assert.equal(transport.committed(groupId, topic, 0), 3n)
     const seen: number[] = []
     const next = createConsumer({
@@ -388,32 +403,9 @@ test('work finished above the commit point is recorded with the commit and not h
 })
 
 test('a listener that seeks back handles every record from there, even those the group’s metadata says an earlier owner finished', async (t) => {
-  const { transport, topic, groupId } = setup()
-  await transport.publisher().send(
-    Array.from({ length: 6 }, (_, n) => ({
-      topic,
-      key: `k${n}`,
-      value: JSON.stringify({ message_type: 'w', n })
-    }))
-  )
-  const first = createConsumer({
-    transport,
-    groupId,
-    topics: [topic],
-    ordering: 'key',
-    commitInterval: 10,
-    routes: {
-      w: {
-        retry: forever({ initialDelay: 60_000 }),
-        handler: (m) => {
-          if ((m.value as { n: number }).n === 1) throw new Error('offset 1 waits')
-        }
-      }
-    }
-  })
-  await first.start()
-  await waitFor(() => first.status().partitions[0]?.retrying.length === 1 && first.buffered === 1)
-  await first.stop() // committed 1, with 2–5 recorded as finished
+  const group = setup()
+  const { transport, topic, groupId } = group
+  await leaveOneWaiting(group, 6, 1) // committed 1, with 2–5 recorded as finished
   const seen: number[] = []
   const rebuild = createConsumer({
     transport,

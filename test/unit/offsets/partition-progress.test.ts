@@ -13,6 +13,15 @@ function take(p: PartitionProgress, ...offsets: number[]) {
   }
 }
 
+/** A seeded generator of numbers in [0, 1), so a failing round can be replayed. */
+function seeded(seed: number): () => number {
+  let state = seed
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31
+    return state / 2 ** 31
+  }
+}
+
 test('nothing is committable before anything finished', () => {
   const p = progress()
   take(p, 0, 1, 2)
@@ -111,11 +120,7 @@ test('re-reading a set-aside tail while paused again does not move the rewind po
 
 test('the commit point never passes a pending offset, whatever the order of finishing, abandoning and re-reading', () => {
   // A reference model (a plain set of pending offsets) against the queue the class keeps.
-  let seed = 7
-  const random = () => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
-    return seed / 2 ** 31
-  }
+  const random = seeded(7)
   // Most rounds are short; the last ones run long enough for the queue to clear settled
   // entries away (past 1,024 of them) while others are still pending.
   for (let round = 0; round < 205; round++) {
@@ -176,11 +181,7 @@ test('a progress starting at an offset treats the records below it as finished a
 })
 
 test('finishedAbove lists exactly the finished offsets above the commit point, whatever the order of finishing, abandoning and re-reading', () => {
-  let seed = 7
-  const random = () => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
-    return seed / 2 ** 31
-  }
+  const random = seeded(7)
   for (let round = 0; round < 60; round++) {
     const steps = round < 55 ? 300 : 5_000
     const p = new PartitionProgress('t', 0)
