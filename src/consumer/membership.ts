@@ -173,7 +173,8 @@ export class Membership {
       .subscribe(this.#options.subscribe, {
         record: this.#options.record,
         assigned: (partitions) => this.#assigned(partitions),
-        failed: (error) => void this.#recover(subscription, error)
+        failed: (error) => void this.#recover(subscription, error),
+        rebalancing: () => this.#rebalancing()
       })
       .then((made) => {
         subscription = made
@@ -192,6 +193,7 @@ export class Membership {
   async #recover(failed: Subscription | undefined, error: Error): Promise<void> {
     const { groupId } = this.#options.subscribe
     if (failed !== this.#subscription || !this.#options.running()) return
+    this.#options.scheduler.unhold() // a rebalance that never completed
     const fatal = (error as { code?: string }).code === ErrorCodes.KAFKA_AUTHENTICATION
     errorChannel.publish({ groupId, error, fatal, context: 'subscription' })
     await failed?.close().catch(() => {})
@@ -234,6 +236,25 @@ export class Membership {
     return state
   }
 
+  /**
+   * A rebalance begins; this member joins again once this resolves. Like a Kafka consumer's
+   * eager revocation: no record starts until the new assignment, running ones get up to
+   * `drainTimeout`, and what finished is committed while the commit still counts. The
+   * partitions this member keeps then go on where they were; those that move leave nothing
+   * finished uncommitted behind for their new owner to handle again. Not with assignment
+   * listeners: their `revoked` hooks (a flush, say) must run before a partition's final
+   * commit, and which partitions move is known only after the join.
+   */
+  async #rebalancing(): Promise<void> {
+    if (this.partitions.size === 0 || this.#options.listeners.length > 0) return
+    this.#options.scheduler.hold()
+    const states = [...this.partitions.values()]
+    const running = () => states.some((s) => s.inFlight > s.retryWaits.size)
+    const deadline = Date.now() + this.#options.drainTimeout
+    while (running() && Date.now() < deadline && this.#options.running()) await sleep(5)
+    await this.#options.committer.commit(states)
+  }
+
   #assigned(partitions: TopicPartition[]): void {
     const now = new Set(partitions.map((p) => partitionKey(p.topic, p.partition)))
     this.#assignment = now
@@ -251,6 +272,7 @@ export class Membership {
     const { groupId } = this.#options.subscribe
     if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId, partitions })
     this.#startRevocation(revoked)
+    this.#options.scheduler.unhold() // after the revocation dropped the queues of partitions let go
   }
 
   /** Lets the partitions go (see `#revoke`); taking one of them again waits for it. */

@@ -48,6 +48,8 @@ export class Scheduler {
   #buffered = 0
   /** Set at stop: lanes finish the record they run and start no other. */
   #halted = false
+  /** Set during `hold`: like `#halted`, until `unhold`. */
+  #held = false
   readonly #idle: Array<() => void> = []
 
   constructor(options: SchedulerOptions) {
@@ -81,6 +83,22 @@ export class Scheduler {
   /** Lanes finish the record they run and start no other (the consumer is stopping). */
   halt(): void {
     this.#halted = true
+  }
+
+  /**
+   * Starts no record until `unhold` (a rebalance is about to move partitions): lanes finish
+   * the record they run. Unlike `halt`, this ends.
+   */
+  hold(): void {
+    this.#held = true
+  }
+
+  /** Ends a `hold`: every lane with queued records is scheduled again. */
+  unhold(): void {
+    if (!this.#held) return
+    this.#held = false
+    for (const lane of this.#lanes.values()) this.#schedule(lane)
+    this.#pump() // lanes that were already waiting for a slot
   }
 
   /** Forgets the partition's queued (not started) records: they are abandoned, so never committed. */
@@ -153,7 +171,7 @@ export class Scheduler {
   }
 
   #schedule(lane: Lane): void {
-    if (this.#halted) return
+    if (this.#halted || this.#held) return
     if (lane.running || lane.scheduled || lane.head >= lane.queue.length) return
     if (this.#ready.length === 0 && this.#active < this.#options.concurrency) {
       this.#run(lane) // what #pump would do, without the round trip through the ready queue
@@ -165,7 +183,12 @@ export class Scheduler {
   }
 
   #pump(): void {
-    while (!this.#halted && this.#active < this.#options.concurrency && this.#ready.length > 0) {
+    while (
+      !this.#halted &&
+      !this.#held &&
+      this.#active < this.#options.concurrency &&
+      this.#ready.length > 0
+    ) {
       const lane = this.#ready.shift()!
       lane.scheduled = false
       if (lane.running || lane.head >= lane.queue.length) continue
@@ -207,7 +230,7 @@ export class Scheduler {
         return
       }
       this.#settle(partition, record, outcome)
-      if (lane.head >= lane.queue.length || burst >= syncBurst || this.#halted) break
+      if (lane.head >= lane.queue.length || burst >= syncBurst || this.#halted || this.#held) break
     }
     this.#release(lane)
   }

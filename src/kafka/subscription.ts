@@ -1,6 +1,7 @@
 import {
   Admin,
   Consumer,
+  findErrorBy,
   type GroupAssignment,
   ListOffsetTimestamps,
   type MessagesStream
@@ -138,7 +139,10 @@ export class KafkaSubscription implements Subscription {
         : {
             sessionTimeout: options.sessionTimeout ?? 30_000,
             heartbeatInterval: options.heartbeatInterval ?? 3_000,
-            rebalanceTimeout: options.rebalanceTimeout ?? 60_000
+            rebalanceTimeout: options.rebalanceTimeout ?? 60_000,
+            // Called before every JoinGroup: the moment to commit, while the generation is
+            // current and before the partitions may move (see `#beforeJoin`).
+            protocolsMetadata: () => this.#beforeJoin()
           }
     this.#consumer = new Consumer({
       ...clientOptions(settings.connection),
@@ -152,6 +156,27 @@ export class KafkaSubscription implements Subscription {
     // and the process ends. While open, it is this subscription's failure (the runtime joins
     // again); once closing, it is expected and ignored.
     this.#consumer.on('error', (error: Error) => this.#fail(error))
+  }
+
+  /**
+   * Before (re)joining the group, lets the listener finish and commit (`rebalancing`).
+   * Until this resolves the member is still in its old generation, so its commits count;
+   * its heartbeats are off meanwhile, so the wait is cut at half the session timeout.
+   * Resolves to the subscription's user data (none).
+   */
+  async #beforeJoin(): Promise<Buffer> {
+    if (!this.#closed && this.#assignment !== null && this.#listener.rebalancing) {
+      const bound = (this.#options.sessionTimeout ?? 30_000) / 2
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        this.#listener.rebalancing().catch(() => {}),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, bound)
+        })
+      ])
+      clearTimeout(timer)
+    }
+    return Buffer.alloc(0)
   }
 
   async start(): Promise<void> {
@@ -493,13 +518,17 @@ export class KafkaSubscription implements Subscription {
    * requests of Conveyor's own (the client writes none); on KIP-848 without it (the member
    * epoch such a request needs is private to the client).
    */
-  async commit(offsets: CommitPosition[]): Promise<void> {
+  async commit(all: CommitPosition[]): Promise<void> {
+    const offsets = this.#owned(all)
     if (offsets.length === 0) return
     try {
-      if (this.#options.groupProtocol !== 'consumer' && offsets.some((o) => o.metadata)) {
-        // Metadata is an optimisation: when that commit fails (metadata over the broker's
-        // limit, a coordinator moved, a rebalance), the client's own commit, with its
-        // rejoin and coordinator handling, commits the offsets without it.
+      if (this.#options.groupProtocol !== 'consumer') {
+        // Conveyor's own OffsetCommit, with or without metadata. When it fails because the
+        // group is rebalancing, the commit fails: the heartbeat takes the member through the
+        // rebalance, and `#beforeJoin` commits before it joins again (the client's own
+        // commit would join again itself, a second rebalance). On other failures (metadata
+        // over the broker's limit, a coordinator that moved) the client's own commit, with
+        // its coordinator handling, commits the offsets without metadata.
         const sent = await commitWithMetadata(
           this.#consumer as unknown as Consumer,
           offsets.map(({ topic, partition, offset, metadata }) => ({
@@ -510,7 +539,10 @@ export class KafkaSubscription implements Subscription {
           }))
         ).then(
           () => true,
-          () => false
+          (error: Error) => {
+            if (findErrorBy(error, 'needsRejoin', true) !== null) throw error
+            return false
+          }
         )
         if (sent) return
       }
@@ -525,6 +557,20 @@ export class KafkaSubscription implements Subscription {
     } catch (error) {
       throw translateKafkaError(error, this.#settings.connection)
     }
+  }
+
+  /**
+   * The positions of partitions this member owns now. On the classic protocol a commit
+   * carries only the generation, not the partitions, so a member that let a partition go in
+   * a rebalance could still commit it in the new generation, over its new owner's commits.
+   */
+  #owned(offsets: CommitPosition[]): CommitPosition[] {
+    const assignments = this.#consumer.assignments
+    if (this.#options.groupProtocol === 'consumer' || assignments === null) return offsets
+    const owned = new Set<string>()
+    for (const { topic, partitions } of assignments)
+      for (const partition of partitions) owned.add(partitionKey(topic, partition))
+    return offsets.filter((o) => owned.has(partitionKey(o.topic, o.partition)))
   }
 
   /** The group's committed offsets and their metadata (Kafka's OffsetFetch, through an admin client). */

@@ -158,6 +158,9 @@ class MemoryGroup {
   readonly metadata = new Map<string, string>()
   readonly members: MemorySubscription[] = []
 
+  /** The rebalance in progress: rebalances run one after another. */
+  #rebalancing: Promise<void> = Promise.resolve()
+
   join(member: MemorySubscription, transport: MemoryTransport): void {
     this.members.push(member)
     this.rebalance(transport)
@@ -169,7 +172,18 @@ class MemoryGroup {
     this.rebalance(transport)
   }
 
+  /**
+   * Shares the partitions again. As in Kafka's classic protocol, the members that own
+   * partitions are told first (`rebalancing`) and the partitions move once they are ready.
+   */
   rebalance(transport: MemoryTransport): void {
+    this.#rebalancing = this.#rebalancing.then(async () => {
+      await Promise.all(this.members.map((m) => m.rebalancing()))
+      this.#share(transport)
+    })
+  }
+
+  #share(transport: MemoryTransport): void {
     const topics = [...new Set(this.members.flatMap((m) => m.topics))].sort()
     const all: TopicPartition[] = []
     for (const topic of topics) {
@@ -211,6 +225,12 @@ class MemorySubscription implements Subscription {
     this.#listener = listener
     this.#onClose = onClose
     this.topics = options.topics
+  }
+
+  /** Tells the listener a rebalance begins, if this member owns partitions. */
+  async rebalancing(): Promise<void> {
+    if (this.#closed || this.#assigned.length === 0) return
+    await this.#listener.rebalancing?.().catch(() => {})
   }
 
   assign(partitions: TopicPartition[]): void {
@@ -277,7 +297,9 @@ class MemorySubscription implements Subscription {
 
   async commit(offsets: CommitPosition[]): Promise<void> {
     const group = groupOf(this.#transport, this.#options.groupId)
+    const owned = new Set(this.#assigned.map((tp) => partitionKey(tp.topic, tp.partition)))
     for (const { topic, partition, offset, metadata } of offsets) {
+      if (!owned.has(partitionKey(topic, partition))) continue // given to another member
       group.committed.set(partitionKey(topic, partition), offset)
       group.metadata.set(partitionKey(topic, partition), metadata ?? '')
     }

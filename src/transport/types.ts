@@ -107,6 +107,15 @@ export interface SubscriptionListener {
   assigned(partitions: TopicPartition[]): void
   /** A fatal error: the subscription stopped. */
   failed(error: Error): void
+  /**
+   * A rebalance begins and this member is about to join again, after which its partitions
+   * may be another member's. Commits made before the promise resolves still count (the
+   * member's generation is current); the transport joins once it resolves, or after a bound
+   * of its own. The runtime stops starting records, lets running ones finish and commits.
+   * Optional for transports: without it, work finished during a rebalance on a partition
+   * that moves is handled again by its new owner.
+   */
+  rebalancing?(): Promise<void>
 }
 
 /** A membership of a consumer group, delivering records to its listener (made by `Transport.subscribe`). */
@@ -127,7 +136,11 @@ export interface Subscription {
   pause(): void
   /** Starts fetching again after `pause`. */
   resume(): void
-  /** Commits the offsets (the next offset to read, per partition) for the group, with their metadata. */
+  /**
+   * Commits the offsets (the next offset to read, per partition) for the group, with their
+   * metadata. Positions of partitions this member does not own now are left out: the group
+   * gave them to another member, whose commits they would overwrite.
+   */
   commit(offsets: CommitPosition[]): Promise<void>
   /**
    * What the group has committed for these partitions, with the metadata. Optional: without

@@ -129,6 +129,51 @@ export function consumerContract(name: string, setup: (t: TestContext) => Promis
     )
   })
 
+  test(`${name}: a member joining takes over partitions with the first member's finished work committed, so nothing is handled twice`, async (t) => {
+    const f = await setup(t)
+    const topic = await f.topic(4)
+    const groupId = f.group()
+    const total = 400
+    await f.produce(
+      Array.from({ length: total }, (_, i) => ({
+        topic,
+        key: `k${i % 40}`,
+        value: json({ message_type: 'w', i })
+      }))
+    )
+    const handled: number[] = []
+    const options = {
+      transport: f.transport,
+      groupId,
+      topics: [topic],
+      ordering: 'key' as const,
+      // No commit on a timer during the test: only the rebalance's own commit can spare the
+      // new owner the work the first member finished.
+      commitInterval: 600_000,
+      heartbeatInterval: 500,
+      sessionTimeout: 10_000,
+      routes: {
+        w: {
+          handler: async (m: { value: unknown }) => {
+            await new Promise((resolve) => setTimeout(resolve, 5))
+            handled.push((m.value as { i: number }).i)
+          }
+        }
+      }
+    }
+    const first = createConsumer(options)
+    await first.start()
+    cleanup(t, () => first.stop())
+    await waitFor(() => handled.length >= 40, { timeout: 30_000 })
+    const second = createConsumer(options)
+    await second.start()
+    cleanup(t, () => second.stop())
+    await waitFor(() => new Set(handled).size >= total, { timeout: 60_000, description: 'every message' })
+    await new Promise((resolve) => setTimeout(resolve, 500)) // a late duplicate would show by now
+    const twice = handled.filter((i, at) => handled.indexOf(i) !== at)
+    assert.deepEqual(twice, [], 'no message handled by both members')
+  })
+
   test(`${name}: an undecodable value is dead-lettered with reason invalid_json`, async (t) => {
     const f = await setup(t)
     const topic = await f.topic(1)

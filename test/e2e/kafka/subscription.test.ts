@@ -8,6 +8,7 @@ import type { InboundRecord, Subscription, SubscriptionListener } from '../../..
 import { waitFor } from '../../../src/util/wait.ts'
 import {
   cleanup,
+  committedOffsets,
   testConnection,
   useGroup,
   useProducer,
@@ -166,4 +167,59 @@ test('a new group without fromBeginning starts at the end of the log and gets on
   await produceTo(producer, topic, 0, 3)
   await waitFor(() => seen.records.length === 3, { timeout: 20_000, description: 'the new records' })
   assert.deepEqual(seen.offsets(0), [10, 11, 12])
+})
+
+test('a member commits before it joins a rebalance again, and its commits of a partition given to another member are left out', async (t) => {
+  const topic = await useTopic(t, { partitions: 2 })
+  const groupId = useGroup(t)
+  const transport = useTransport(t)
+  const at = (offset: bigint) => [0, 1].map((partition) => ({ topic, partition, offset }))
+  const owned = new Map<string, number[]>()
+  const events: string[] = []
+  const member = async (name: string) => {
+    let subscription: Subscription | undefined
+    const listener: SubscriptionListener = {
+      record() {},
+      assigned: (partitions) => void owned.set(name, partitions.map((p) => p.partition).sort()),
+      failed() {},
+      async rebalancing() {
+        // The generation is still the old one: this commit of both partitions counts.
+        events.push(`${name} rebalancing`)
+        await subscription!.commit(at(5n))
+        events.push(`${name} committed`)
+      }
+    }
+    subscription = await transport.subscribe(
+      { groupId, topics: [topic], fromBeginning: true, heartbeatInterval: 500, sessionTimeout: 10_000 },
+      listener
+    )
+    cleanup(t, () => subscription.close())
+    return subscription
+  }
+  const first = await member('first')
+  await waitFor(() => owned.get('first')?.length === 2, {
+    timeout: 20_000,
+    description: 'the first member to own both partitions'
+  })
+  await member('second')
+  await waitFor(() => owned.get('first')?.length === 1 && owned.get('second')?.length === 1, {
+    timeout: 30_000,
+    description: 'the partitions to be shared'
+  })
+  assert.deepEqual(
+    events.slice(0, 2),
+    ['first rebalancing', 'first committed'],
+    'the first member was told before it joined again'
+  )
+  assert.deepEqual(
+    await committedOffsets(topic, 2, groupId),
+    [5n, 5n],
+    'its commit made then counted for both partitions'
+  )
+
+  await first.commit(at(9n))
+  const kept = owned.get('first')![0]!
+  const committed = await committedOffsets(topic, 2, groupId)
+  assert.equal(committed[kept], 9n, 'the partition it kept is committed')
+  assert.equal(committed[1 - kept], 5n, 'the partition the second member owns is not')
 })

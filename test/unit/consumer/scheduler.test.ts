@@ -235,3 +235,27 @@ test('after halt no lane starts another record, queued or new', async () => {
   add(a, 1)
   assert.deepEqual(started, ['0:0'])
 })
+
+test('a hold starts no record until unhold, lets running ones finish, then runs every waiting lane', async () => {
+  const { scheduler, add, finish, started } = controlled('key', 2)
+  const a = partition(0)
+  add(a, 0, 'x')
+  add(a, 1, 'y')
+  add(a, 2, 'z') // waits for a slot
+  add(a, 3, 'x') // waits for its key
+  scheduler.hold()
+  await finish(0, 0)
+  await finish(0, 1)
+  assert.deepEqual(
+    started,
+    ['0:0', '0:1'],
+    'nothing starts during the hold, not even a freed slot’s next lane'
+  )
+  assert.equal(scheduler.active, 0)
+  add(a, 4, 'w') // arrives during the hold
+  assert.deepEqual(started, ['0:0', '0:1'])
+  scheduler.unhold()
+  assert.deepEqual(started.slice(2).sort(), ['0:2', '0:3'], 'both slots go to the lanes that waited')
+  await finish(0, 2)
+  assert.deepEqual(started.at(-1), '0:4', 'the record that came during the hold runs too')
+})
