@@ -32,7 +32,7 @@ import {
   withBaseline
 } from './harness.ts'
 import { benchConnection, kafkaToolsVersion } from './lib.ts'
-import { baselineVariable } from './runtime.ts'
+import { baselineVariable, extractBaseline } from './runtime.ts'
 
 const order = ['consume', 'io-bound', 'produce', 'latency', 'memory']
 const args = process.argv.slice(2)
@@ -51,36 +51,8 @@ if (unknown.length > 0) {
 }
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
-/** Resolves `ref` and extracts its `src/` into bench/.baseline/<sha>/src (once per commit). */
-function extractBaseline(ref: string): { ref: string; sha: string; src: string } {
-  const git = (...gitArgs: string[]) =>
-    execFileSync('git', gitArgs, {
-      cwd: fileURLToPath(new URL('..', import.meta.url)),
-      encoding: 'utf8'
-    }).trim()
-  let sha: string
-  try {
-    sha = git('rev-parse', '--verify', '--quiet', `${ref}^{commit}`)
-  } catch {
-    log(`baseline ${ref}: not a commit in this repository`)
-    process.exit(2)
-  }
-  const directory = fileURLToPath(new URL(`./.baseline/${sha}/`, import.meta.url))
-  const complete = join(directory, 'complete')
-  if (!existsSync(complete)) {
-    log(`extracting src/ of ${ref} (${sha}) into ${directory}`)
-    rmSync(directory, { recursive: true, force: true })
-    mkdirSync(directory, { recursive: true })
-    git('archive', `--output=${join(directory, 'src.tar')}`, sha, 'src')
-    execFileSync('tar', ['-x', '-f', 'src.tar'], { cwd: directory })
-    rmSync(join(directory, 'src.tar'))
-    writeFileSync(complete, `${ref}\n`)
-  }
-  return { ref, sha, src: join(directory, 'src') }
-}
-
 const baselineRef = flagValue('--baseline') ?? process.env.BENCH_BASELINE
-const baseline = baselineRef ? extractBaseline(baselineRef) : undefined
+const baseline = baselineRef ? extractBaseline(baselineRef, log) : undefined
 if (baseline) process.env[baselineVariable] = baseline.src
 /** In each result file (left out without a baseline). */
 const baselineCommit = baseline && { ref: baseline.ref, sha: baseline.sha }

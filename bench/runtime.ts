@@ -17,7 +17,10 @@
  * Only what the measured runtime uses goes through here; a scenario's setup and its checks
  * (topics, committed offsets, the other contenders) keep their static imports.
  */
-import { pathToFileURL } from 'node:url'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 /** The runtime modules scenarios load, by path under `src/`. */
 interface RuntimeModules {
@@ -54,4 +57,38 @@ export function useBaselineRuntime(): void {
 /** How many modules were loaded through `runtime()`: 0 means a contender never used it. */
 export function runtimeLoads(): number {
   return loads
+}
+
+/**
+ * Resolves `ref` and extracts its `src/` into bench/.baseline/<sha>/src (once per commit);
+ * used by the benchmarks' and the chaos run's `--baseline`. Exits 2 when `ref` is no commit.
+ */
+export function extractBaseline(
+  ref: string,
+  log: (line: string) => void
+): { ref: string; sha: string; src: string } {
+  const git = (...gitArgs: string[]) =>
+    execFileSync('git', gitArgs, {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8'
+    }).trim()
+  let sha: string
+  try {
+    sha = git('rev-parse', '--verify', '--quiet', `${ref}^{commit}`)
+  } catch {
+    log(`baseline ${ref}: not a commit in this repository`)
+    process.exit(2)
+  }
+  const directory = fileURLToPath(new URL(`./.baseline/${sha}/`, import.meta.url))
+  const complete = join(directory, 'complete')
+  if (!existsSync(complete)) {
+    log(`extracting src/ of ${ref} (${sha}) into ${directory}`)
+    rmSync(directory, { recursive: true, force: true })
+    mkdirSync(directory, { recursive: true })
+    git('archive', `--output=${join(directory, 'src.tar')}`, sha, 'src')
+    execFileSync('tar', ['-x', '-f', 'src.tar'], { cwd: directory })
+    rmSync(join(directory, 'src.tar'))
+    writeFileSync(complete, `${ref}\n`)
+  }
+  return { ref, sha, src: join(directory, 'src') }
 }

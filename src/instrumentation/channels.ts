@@ -7,7 +7,7 @@
  */
 import { channel, tracingChannel } from 'node:diagnostics_channel'
 import type { Message } from '../core/message.ts'
-import type { InboundRecord, RecordPosition, TopicPartition } from '../transport/types.ts'
+import type { CommitPosition, InboundRecord, TopicPartition } from '../transport/types.ts'
 
 /** The name of each diagnostics channel Conveyor publishes on (see `node:diagnostics_channel`). */
 export const Channels = {
@@ -82,7 +82,8 @@ export interface DeadLetterFailedEvent {
 
 export interface CommitEvent {
   groupId: string
-  offsets: RecordPosition[]
+  /** Per partition, the next offset to read and the metadata committed with it. */
+  offsets: CommitPosition[]
   duration: number
   error?: unknown
 }
