@@ -5,7 +5,7 @@
  *
  *   --messages 100000 --partitions 12 --keys 2000 --transient 0.05 --permanent 0.001
  *   --kills 3 --scale 1,3,1 --broker-stop 37 --delay 2 --concurrency 16
- *   --commit-interval 1000 --retry-delay 1000 --seed 1 --timeout 900
+ *   --commit-interval 1000 --retry-delay 100 --seed 1 --timeout 900
  *   --finished-metadata on|off   the runtime's finishedMetadata (default on)
  *   --compare                    first a run with finishedMetadata off
  *   --baseline <git ref>         first a run of that commit's runtime (src/, extracted

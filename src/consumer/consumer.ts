@@ -37,6 +37,9 @@ export type { ConsumerOptions, ConsumerState, ConsumerStatus } from './options.t
 export type { RetryWait } from './partition.ts'
 export type { Ordering } from './scheduler.ts'
 
+/** Commits brought forward by `commitAfter` are at least this far apart, ms. */
+const minCommitSpacing = 100
+
 const defaults = {
   typeFrom: { field: 'message_type' } as TypeSource,
   codec: jsonCodec as Codec,
@@ -46,6 +49,7 @@ const defaults = {
   createDeadLetterTopics: true,
   fromBeginning: true,
   commitInterval: 1_000,
+  commitAfter: 200,
   drainTimeout: 30_000,
   maxBuffered: 10_000,
   maxBufferedPerPartition: 1_000,
@@ -80,6 +84,11 @@ export class ConveyorConsumer {
   #publisher: Publisher | undefined
   #state: ConsumerState = 'new'
   #commitTimer: NodeJS.Timeout | undefined
+  /** A commit brought forward by `commitAfter`, while it waits for its turn. */
+  #earlyCommit: NodeJS.Timeout | undefined
+  /** The scheduler's settled count, and the time, when the last commit started. */
+  #settledAtCommit = 0
+  #lastCommit = 0
   /** Aborted at `stop()`: retry waits end at once. */
   readonly #stopping = new AbortController()
   /** Aborted when the drain timeout passes: handlers should give up. */
@@ -109,7 +118,10 @@ export class ConveyorConsumer {
       ordering: merged.ordering,
       concurrency: merged.concurrency,
       process: (record, state) => processor.handle(record, state),
-      released: (state) => this.#flow.released(state),
+      released: (state) => {
+        this.#flow.released(state)
+        if (this.#options.commitAfter > 0) this.#commitIfMuchFinished()
+      },
       // Processing contains every error; reaching here is a bug. Never commit past it.
       failed: (error) =>
         errorChannel.publish({ groupId: this.groupId, error, fatal: false, context: 'runtime' })
@@ -217,6 +229,7 @@ export class ConveyorConsumer {
     this.#setState('stopping')
     this.#stopping.abort()
     clearInterval(this.#commitTimer)
+    clearTimeout(this.#earlyCommit)
     this.#scheduler.halt()
     this.#membership.subscription?.pause()
     for (const state of this.#membership.partitions.values()) this.#scheduler.discard(state)
@@ -237,7 +250,21 @@ export class ConveyorConsumer {
 
   /** Commits, for every partition, the offset below which everything has finished. */
   commit(): Promise<void> {
+    this.#settledAtCommit = this.#scheduler.settled
+    this.#lastCommit = performance.now()
     return this.#committer.commit(this.#membership.partitions.values())
+  }
+
+  /** `commitAfter` records finished since the last commit: commit now, or once 100 ms passed since it. */
+  #commitIfMuchFinished(): void {
+    if (this.#scheduler.settled - this.#settledAtCommit < this.#options.commitAfter) return
+    if (this.#earlyCommit !== undefined || this.#state !== 'running') return
+    const wait = Math.max(0, this.#lastCommit + minCommitSpacing - performance.now())
+    this.#earlyCommit = setTimeout(() => {
+      this.#earlyCommit = undefined
+      if (this.#state === 'running') void this.commit()
+    }, wait)
+    this.#earlyCommit.unref()
   }
 
   #setState(state: ConsumerState): void {

@@ -113,6 +113,8 @@ export class Membership {
   readonly #preparing = new Map<PartitionState, Promise<void>>()
   /** How many listeners' `assigned` hooks were called for a partition: their `revoked` are owed. */
   readonly #hooked = new Map<PartitionState, number>()
+  /** Resolved when the consumer, stopping, has made its final commit and leaves. */
+  readonly #closing = Promise.withResolvers<void>()
   /** Revocations in progress, by partition key: a new ownership of it starts after. */
   readonly #revoking = new Map<string, Promise<void>>()
 
@@ -164,6 +166,7 @@ export class Membership {
 
   /** Leaves the group. */
   async close(): Promise<void> {
+    this.#closing.resolve()
     await this.#subscription?.close()
   }
 
@@ -247,11 +250,15 @@ export class Membership {
    */
   async #rebalancing(): Promise<void> {
     if (this.partitions.size === 0 || this.#options.listeners.length > 0) return
+    // A consumer that is stopping makes its final commit and leaves: the join waits for
+    // that, so the commit is not refused by a rebalance this member takes part in.
+    if (this.#options.stopping.aborted) return this.#closing.promise
     this.#options.scheduler.hold()
     const states = [...this.partitions.values()]
     const running = () => states.some((s) => s.inFlight > s.retryWaits.size)
     const deadline = Date.now() + this.#options.drainTimeout
-    while (running() && Date.now() < deadline && this.#options.running()) await sleep(5)
+    while (running() && Date.now() < deadline && !this.#options.stopping.aborted) await sleep(5)
+    if (this.#options.stopping.aborted) return this.#closing.promise
     await this.#options.committer.commit(states)
   }
 

@@ -46,6 +46,7 @@ export class Scheduler {
   readonly #ready: Lane[] = []
   #active = 0
   #buffered = 0
+  #settled = 0
   /** Set at stop: lanes finish the record they run and start no other. */
   #halted = false
   /** Set during `hold`: like `#halted`, until `unhold`. */
@@ -59,6 +60,11 @@ export class Scheduler {
   /** Records queued or in flight, over all partitions. */
   get buffered(): number {
     return this.#buffered
+  }
+
+  /** Records settled since the scheduler was made (processed, dead-lettered, ignored or abandoned). */
+  get settled(): number {
+    return this.#settled
   }
 
   /** Lanes running a record now. */
@@ -237,6 +243,7 @@ export class Scheduler {
 
   /** One record is done with: processed, dead-lettered, ignored or abandoned. */
   #settle(partition: PartitionState, record: InboundRecord, outcome: Outcome): void {
+    this.#settled++
     partition.inFlight--
     partition.buffered--
     this.#buffered--

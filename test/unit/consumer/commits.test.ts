@@ -145,3 +145,64 @@ test('a commit strategy without a commit function fails construction with the fi
     /commitStrategy/
   )
 })
+
+test('under load a commit comes once commitAfter records finished, long before the commit interval', async (t) => {
+  const transport = new MemoryTransport()
+  const topic = `t-${randomUUID()}`
+  const groupId = `g-${randomUUID()}`
+  transport.createTopic(topic, 1)
+  let handled = 0
+  const consumer = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    commitInterval: 600_000,
+    commitAfter: 50,
+    routes: { w: { handler: async () => void handled++ } }
+  })
+  await consumer.start()
+  t.after(() => consumer.stop())
+  await transport
+    .publisher()
+    .send(Array.from({ length: 120 }, () => ({ topic, partition: 0, value: '{"message_type":"w"}' })))
+  await waitFor(() => handled === 120)
+  await waitFor(() => (transport.committed(groupId, topic, 0) ?? 0n) >= 100n, {
+    timeout: 2_000,
+    description: 'a commit brought forward by the finished count'
+  })
+})
+
+test('commitAfter 0 commits on the interval only, and a negative commitAfter fails construction', async (t) => {
+  const transport = new MemoryTransport()
+  const topic = `t-${randomUUID()}`
+  const groupId = `g-${randomUUID()}`
+  transport.createTopic(topic, 1)
+  let handled = 0
+  const consumer = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    commitInterval: 600_000,
+    commitAfter: 0,
+    routes: { w: { handler: async () => void handled++ } }
+  })
+  await consumer.start()
+  t.after(() => consumer.stop())
+  await transport
+    .publisher()
+    .send(Array.from({ length: 2_000 }, () => ({ topic, partition: 0, value: '{"message_type":"w"}' })))
+  await waitFor(() => handled === 2_000)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.equal(transport.committed(groupId, topic, 0), undefined)
+  assert.throws(
+    () =>
+      createConsumer({
+        transport,
+        groupId: 'g',
+        topics: [topic],
+        commitAfter: -1,
+        routes: { w: { handler: () => {} } }
+      }),
+    { path: 'commitAfter' }
+  )
+})
