@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { test } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import { type CommitStrategy, Committer, groupOffsets } from '../../../src/consumer/commits.ts'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { newPartitionState, type PartitionState } from '../../../src/consumer/partition.ts'
@@ -146,7 +146,8 @@ test('a commit strategy without a commit function fails construction with the fi
   )
 })
 
-test('under load a commit comes once commitAfter records finished, long before the commit interval', async (t) => {
+/** A consumer with no timed commit in the test's span that has handled `count` records of one partition. */
+async function handledWith(t: TestContext, commitAfter: number, count: number) {
   const transport = new MemoryTransport()
   const topic = `t-${randomUUID()}`
   const groupId = `g-${randomUUID()}`
@@ -157,15 +158,20 @@ test('under load a commit comes once commitAfter records finished, long before t
     groupId,
     topics: [topic],
     commitInterval: 600_000,
-    commitAfter: 50,
+    commitAfter,
     routes: { w: { handler: async () => void handled++ } }
   })
   await consumer.start()
   t.after(() => consumer.stop())
   await transport
     .publisher()
-    .send(Array.from({ length: 120 }, () => ({ topic, partition: 0, value: '{"message_type":"w"}' })))
-  await waitFor(() => handled === 120)
+    .send(Array.from({ length: count }, () => ({ topic, partition: 0, value: '{"message_type":"w"}' })))
+  await waitFor(() => handled === count)
+  return { transport, topic, groupId }
+}
+
+test('under load a commit comes once commitAfter records finished, long before the commit interval', async (t) => {
+  const { transport, topic, groupId } = await handledWith(t, 50, 120)
   await waitFor(() => (transport.committed(groupId, topic, 0) ?? 0n) >= 100n, {
     timeout: 2_000,
     description: 'a commit brought forward by the finished count'
@@ -173,25 +179,7 @@ test('under load a commit comes once commitAfter records finished, long before t
 })
 
 test('commitAfter 0 commits on the interval only, and a negative commitAfter fails construction', async (t) => {
-  const transport = new MemoryTransport()
-  const topic = `t-${randomUUID()}`
-  const groupId = `g-${randomUUID()}`
-  transport.createTopic(topic, 1)
-  let handled = 0
-  const consumer = createConsumer({
-    transport,
-    groupId,
-    topics: [topic],
-    commitInterval: 600_000,
-    commitAfter: 0,
-    routes: { w: { handler: async () => void handled++ } }
-  })
-  await consumer.start()
-  t.after(() => consumer.stop())
-  await transport
-    .publisher()
-    .send(Array.from({ length: 2_000 }, () => ({ topic, partition: 0, value: '{"message_type":"w"}' })))
-  await waitFor(() => handled === 2_000)
+  const { transport, topic, groupId } = await handledWith(t, 0, 2_000)
   await new Promise((resolve) => setTimeout(resolve, 300))
   assert.equal(transport.committed(groupId, topic, 0), undefined)
   assert.throws(
