@@ -15,11 +15,8 @@
  * the workers in CONVEYOR_BENCH_BASELINE_SRC. A baseline run never writes the README's table.
  * `BENCH_CONTENDERS=conveyor,conveyor@base` measures only those two.
  */
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { defaultKafkaVersion } from '../src/dev/kafka/index.ts'
 import {
   type BenchContext,
