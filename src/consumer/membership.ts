@@ -189,25 +189,29 @@ export class Membership {
 
   /**
    * The subscription failed (the broker was gone longer than the client retries): close
-   * it and join again, with capped backoff, until it works or the consumer stops. Work in
-   * flight goes on; what it finishes is committed through the new membership. Rejected
-   * credentials stop the consumer: joining again cannot fix them.
+   * it and join again, with capped backoff, until it works or the consumer stops. The
+   * partitions are lost, as a Kafka consumer's `onPartitionsLost`: closing leaves the group,
+   * and another member may take them at once. So queued records are dropped, running
+   * handlers are told to stop (their signal), and nothing is committed: a commit from here
+   * could move a partition back behind what its new owner committed. What the new
+   * subscription assigns starts afresh from the group's commit. Rejected credentials stop
+   * the consumer: joining again cannot fix them.
    */
   async #recover(failed: Subscription | undefined, error: Error): Promise<void> {
     const { groupId } = this.#options.subscribe
     if (failed !== this.#subscription || !this.#options.running()) return
-    this.#options.scheduler.unhold() // a rebalance that never completed
     const fatal = (error as { code?: string }).code === ErrorCodes.KAFKA_AUTHENTICATION
     errorChannel.publish({ groupId, error, fatal, context: 'subscription' })
+    // Nothing is owned until the new subscription says (records the failed one still
+    // delivers are not this member's to handle).
+    this.#assignment = new Set()
+    this.#startRevocation([...this.partitions.values()], 'lost')
+    this.#options.scheduler.unhold() // a rebalance that never completed; the queues are dropped
     await failed?.close().catch(() => {})
     if (fatal) {
       this.#options.fatal()
       return
     }
-    // The membership was lost, and another member may have owned the partitions since: to
-    // listeners (a fence, a position kept elsewhere) that is the end of an ownership, and
-    // what the new subscription gives is a new one. Without listeners, work goes on.
-    if (this.#options.listeners.length > 0) this.#startRevocation([...this.partitions.values()])
     for (let attempt = 1; this.#options.running(); attempt++) {
       if (!(await wait(backoff(resubscribeRetry, attempt), this.#options.stopping))) return
       try {
@@ -282,12 +286,15 @@ export class Membership {
     this.#options.scheduler.unhold() // after the revocation dropped the queues of partitions let go
   }
 
-  /** Lets the partitions go (see `#revoke`); taking one of them again waits for it. */
-  #startRevocation(states: PartitionState[]): void {
+  /**
+   * Lets the partitions go (see `#revoke`); taking one of them again waits for it.
+   * `lost`: the membership ended without a rebalance, so there is no final commit.
+   */
+  #startRevocation(states: PartitionState[], how: 'revoked' | 'lost' = 'revoked'): void {
     if (states.length === 0) return
     for (const state of states)
       if (this.partitions.get(state.key) === state) this.partitions.delete(state.key)
-    const revocation = this.#revoke(states).finally(() => {
+    const revocation = this.#revoke(states, how).finally(() => {
       for (const state of states)
         if (this.#revoking.get(state.key) === revocation) this.#revoking.delete(state.key)
     })
@@ -370,9 +377,9 @@ export class Membership {
   /**
    * Partitions taken away by a rebalance: nothing new starts, queued records are dropped,
    * in-flight work gets up to `drainTimeout`, the `revoked` hooks run, then what finished
-   * is committed.
+   * is committed (not when the partitions were `lost` with the membership).
    */
-  async #revoke(states: PartitionState[]): Promise<void> {
+  async #revoke(states: PartitionState[], how: 'revoked' | 'lost'): Promise<void> {
     for (const state of states) {
       state.revoked = true
       state.revocation.abort()
@@ -382,7 +389,7 @@ export class Membership {
     const deadline = Date.now() + this.#options.drainTimeout
     while (states.some((s) => s.inFlight > 0) && Date.now() < deadline) await sleep(20)
     await this.#revokedHooks(states)
-    await this.#options.committer.commit(states)
+    if (how === 'revoked') await this.#options.committer.commit(states)
     if (revokedChannel.hasSubscribers) {
       const { groupId } = this.#options.subscribe
       revokedChannel.publish({ groupId, partitions: states.map((s) => s.tp) })

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Consumer, NetworkError } from '@platformatic/kafka'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
+import { Channels, type PartitionsEvent } from '../../../src/instrumentation/channels.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { cleanup, useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
 
@@ -10,7 +13,8 @@ import { cleanup, useGroup, useProducer, useTopic, useTransport } from '../../he
  * rebalance, as seen when consumers of one group stop one after another) as an 'error' event
  * on its consumer. Here that event is raised on the consumer under a running Conveyor consumer.
  */
-test('a failed rejoin reported by the client as an error event does not end the process: the consumer joins again and goes on', async (t) => {
+/** The clients of the subscriptions made from now on, in order. */
+function noteClients(t: Parameters<typeof cleanup>[0]): Consumer[] {
   const clients: Consumer[] = []
   const on = Consumer.prototype.on
   // Note each client as the subscription starts listening to it.
@@ -21,6 +25,11 @@ test('a failed rejoin reported by the client as an error event does not end the 
   cleanup(t, () => {
     Consumer.prototype.on = on
   })
+  return clients
+}
+
+test('a failed rejoin reported by the client as an error event does not end the process: the consumer joins again and goes on', async (t) => {
+  const clients = noteClients(t)
   const topic = await useTopic(t, { partitions: 1 })
   const handled: string[] = []
   const consumer = createConsumer({
@@ -45,4 +54,56 @@ test('a failed rejoin reported by the client as an error event does not end the 
   })
   assert.equal(consumer.state, 'running')
   assert.equal(clients.length, 2, 'the consumer joined again with a new client')
+})
+
+test('a consumer whose membership failed starts none of its queued records until the group assigns it partitions again, since another member may own them by then; nothing is lost', async (t) => {
+  const clients = noteClients(t)
+  const topic = await useTopic(t, { partitions: 1 })
+  const groupId = useGroup(t)
+  const count = 200
+  await useProducer(t).send({
+    messages: Array.from({ length: count }, (_, i) => ({
+      topic,
+      value: JSON.stringify({ message_type: 'n', i })
+    }))
+  })
+  const assignedAt: number[] = []
+  const onAssigned = (message: unknown) => {
+    const event = message as PartitionsEvent
+    if (event.groupId === groupId && event.partitions.length > 0) assignedAt.push(performance.now())
+  }
+  subscribe(Channels.assigned, onAssigned)
+  cleanup(t, () => unsubscribe(Channels.assigned, onAssigned))
+  const starts: number[] = []
+  const handled = new Set<number>()
+  const consumer = createConsumer({
+    transport: useTransport(t),
+    groupId,
+    topics: [topic],
+    concurrency: 1,
+    routes: {
+      n: {
+        handler: async (message, { signal }) => {
+          starts.push(performance.now())
+          await sleep(20, undefined, { signal })
+          handled.add((message.value as { i: number }).i)
+        }
+      }
+    }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  await waitFor(() => handled.size >= 10, { timeout: 30_000, description: 'ten messages handled' })
+
+  const failedAt = performance.now()
+  clients[0]!.emit('error', new NetworkError('Connection closed'))
+  await waitFor(() => assignedAt.some((at) => at > failedAt), {
+    timeout: 60_000,
+    description: 'the partition assigned again'
+  })
+  const reassignedAt = assignedAt.find((at) => at > failedAt)!
+  const between = starts.filter((at) => at > failedAt && at < reassignedAt)
+  assert.ok(reassignedAt - failedAt > 500, 'joining again takes the resubscribe backoff')
+  assert.equal(between.length, 0, 'no handler started while the consumer was not a member')
+  await waitFor(() => handled.size === count, { timeout: 60_000, description: 'every message handled' })
 })
