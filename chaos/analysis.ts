@@ -4,7 +4,8 @@
  *
  * The timeline is the workers' lines merged by time (one clock: one machine). An
  * *ownership* of a partition starts when a worker's assignment gains it and ends when the
- * assignment loses it or the worker ends. When an ownership starts, the new owner reads the
+ * assignment loses it, the worker's membership is lost (an `x` of context `subscription`:
+ * the runtime closes it and joins again) or the worker ends. When an ownership starts, the new owner reads the
  * group's commit for the partition; every message of it handled before then and not covered
  * by that commit (below its offset, or among the finished offsets in its metadata) is at
  * risk of being handled again: together they are the *uncommitted window* of that handover.
@@ -78,6 +79,8 @@ export interface ChaosReport {
   rehandledDespiteCommit: number
   /** Handled twice within one ownership. */
   rehandledWithinOwnership: number
+  /** Handler calls in a worker that did not own the partition then: a zombie member. */
+  handledUnowned: number
   windows: PartitionWindow[]
   dlq: {
     planted: number
@@ -113,8 +116,8 @@ interface Handling {
   ownership: number
 }
 
-/** How an ownership ended: the assignment lost the partition, or the worker ended. */
-export type HandoverCause = 'rebalance' | 'kill' | 'shutdown'
+/** How an ownership ended: the assignment lost the partition, the membership was lost, or the worker ended. */
+export type HandoverCause = 'rebalance' | 'lost' | 'kill' | 'shutdown'
 
 interface Ownership {
   worker: string
@@ -179,6 +182,13 @@ export function analyse(input: {
             }
           break
         }
+        case 'x': {
+          if (event.context !== 'subscription') break
+          for (const index of current.values()) ownerships[index]!.end = 'lost'
+          if (current.size > 0) bufferedAtHandovers += buffered
+          current.clear()
+          break
+        }
         case 'h': {
           const ownership = current.get(event.p) ?? -1
           handlings.push({ i: event.i, p: event.p, offset: BigInt(event.o), t: event.t, ownership })
@@ -192,7 +202,6 @@ export function analyse(input: {
           }
           break
         case 'd':
-        case 'x':
           break
       }
     }
@@ -242,6 +251,7 @@ export function analyse(input: {
   const byCause: Record<HandoverCause, CauseFigures> = {
     kill: { handovers: 0, window: 0, rehandled: 0 },
     rebalance: { handovers: 0, window: 0, rehandled: 0 },
+    lost: { handovers: 0, window: 0, rehandled: 0 },
     shutdown: { handovers: 0, window: 0, rehandled: 0 }
   }
   /** Per ownership, how the one before it (of the same partition) ended. */
@@ -273,6 +283,7 @@ export function analyse(input: {
   let extraCalls = 0
   let rehandledDespiteCommit = 0
   let rehandledWithinOwnership = 0
+  const handledUnowned = handlings.filter((h) => h.ownership < 0).length
   const perOwnership = new Map<number, bigint[]>()
   for (const list of calls.values()) {
     if (list.length < 2) continue
@@ -280,8 +291,9 @@ export function analyse(input: {
     extraCalls += list.length - 1
     for (const again of list.slice(1)) {
       const ownership = ownerships[again.ownership]
+      if (ownership === undefined) continue // counted in handledUnowned
       const first = list[0]!
-      if (ownership === undefined || first.ownership === again.ownership || first.t >= ownership.start) {
+      if (first.ownership === again.ownership || first.t >= ownership.start) {
         rehandledWithinOwnership++
         continue
       }
@@ -341,6 +353,7 @@ export function analyse(input: {
     bufferedAtHandovers,
     rehandledDespiteCommit,
     rehandledWithinOwnership,
+    handledUnowned,
     windows: [...windows.values()].sort((a, b) => a.partition - b.partition),
     dlq: {
       planted: input.planted.size,
@@ -377,8 +390,9 @@ export function formatReport(report: ChaosReport): string {
     `handovers                  ${report.handovers} (${report.killed} by SIGKILL); uncommitted window ${report.uncommittedWindow}, buffered or running ${report.bufferedAtHandovers}`,
     `  after SIGKILLs           ${causeLine(report.byCause.kill)}`,
     `  after rebalances         ${causeLine(report.byCause.rebalance)}`,
+    `  after lost memberships   ${causeLine(report.byCause.lost)}`,
     `  after shutdowns          ${causeLine(report.byCause.shutdown)}`,
-    `re-handled though committed ${report.rehandledDespiteCommit}; twice in one ownership ${report.rehandledWithinOwnership}`,
+    `re-handled though committed ${report.rehandledDespiteCommit}; twice in one ownership ${report.rehandledWithinOwnership}; by a worker not owning the partition ${report.handledUnowned}`,
     `largest re-handled window  ${largest === undefined ? 'none' : `${largest.largest} messages on partition ${largest.partition} (span ${largest.span} offsets)`}`,
     `  per partition            ${report.windows.length === 0 ? 'none' : report.windows.map((w) => `p${w.partition} ${w.largest}/${w.span}`).join(', ')}`,
     `DLQ                        ${dlq.distinct} failures in ${dlq.records} records, ${dlq.planted} planted: missing ${dlq.missing.length}, unexpected ${dlq.unexpected.length}, duplicate copies ${dlq.duplicateCopies}, split identities ${dlq.splitIdentities}`,

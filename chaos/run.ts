@@ -16,9 +16,10 @@
  * two failed attempts) always recovers and a permanent one reaches the DLQ after four.
  *   --keep                       leave the cluster running
  *
- * Exits 1 when, in the run of this runtime, a message was lost or reordered, the DLQ does not hold exactly the planted
- * failures, a message was handled again although its commit covered it, or a commit is not
- * at the log end.
+ * Exits 1 when, in the run of this runtime, a message was lost or reordered, the DLQ does
+ * not hold exactly the planted failures, a message was handled again although its commit
+ * covered it, twice by one owner or by a worker not owning its partition, or a commit is
+ * not at the log end or moved back.
  */
 import { extractBaseline } from '../bench/runtime.ts'
 import { LocalKafka } from '../src/dev/kafka/index.ts'
@@ -89,8 +90,9 @@ export function problems(report: ChaosReport): string[] {
   if (report.reorders > 0) found.push(`${report.reorders} reordered`)
   if (report.dlq.missing.length + report.dlq.unexpected.length + report.dlq.splitIdentities > 0)
     found.push('the DLQ does not hold exactly the planted failures')
-  if (report.rehandledDespiteCommit + report.rehandledWithinOwnership > 0)
-    found.push('messages handled again although committed as finished')
+  if (report.rehandledDespiteCommit > 0) found.push('messages handled again although committed as finished')
+  if (report.rehandledWithinOwnership > 0) found.push('messages handled twice by one owner')
+  if (report.handledUnowned > 0) found.push('messages handled by a worker that did not own their partition')
   if (report.committedAtEnd < report.partitions) found.push('commits short of the log end')
   if (report.commitRegressions > 0) found.push('commits moved backwards')
   return found

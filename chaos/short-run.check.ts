@@ -42,6 +42,7 @@ test('under a SIGKILL, a rebalance and a broker stop, no message is lost or reor
   assert.ok(report.dlq.planted > 0)
   assert.equal(report.rehandledDespiteCommit, 0, 'no message committed as finished is handled again')
   assert.equal(report.rehandledWithinOwnership, 0, 'no message is handled twice by one owner')
+  assert.equal(report.handledUnowned, 0, 'no worker handles a partition it does not own')
   assert.ok(
     report.extraCalls <= report.uncommittedWindow,
     'what is handled again lies in the uncommitted windows'

@@ -114,3 +114,41 @@ test('a commit lower than the one before it on the same partition is a regressio
   const regressed = judge([handled(2, 11), commit(6, 12), handled(4, 13), handled(5, 14), commit(4, 15)])
   assert.equal(regressed.commitRegressions, 1)
 })
+
+test('a lost membership ends the ownership: the next owner handling again is a handover, and a handler call after the loss is a zombie’s', () => {
+  const lostOwner: WorkerLog = {
+    name: 'a',
+    ended: 'stopped',
+    events: [
+      assigned(1),
+      handled(0, 2),
+      handled(1, 3),
+      commit(1, 4),
+      { e: 'x', context: 'subscription', fatal: false, error: 'fetch failed', t: 5 },
+      handled(2, 6),
+      assigned(20),
+      handled(5, 21)
+    ]
+  }
+  const next: WorkerLog = {
+    name: 'b',
+    ended: 'killed',
+    events: [assigned(10), handled(1, 11), handled(2, 12), handled(3, 13), handled(4, 14)]
+  }
+  const report = analyse({
+    plan,
+    partitions: 1,
+    workers: [lostOwner, next],
+    deadLetters: [],
+    finalCommits: [{ partition: 0, committed: 6n, end: 6n }],
+    planted: new Set()
+  })
+  assert.equal(report.handledUnowned, 1, 'message 2, handled after the loss and before a new assignment')
+  assert.equal(report.rehandledWithinOwnership, 0)
+  assert.deepEqual(
+    report.byCause.lost,
+    { handovers: 1, window: 2, rehandled: 2 },
+    'messages 1 and 2, finished but not committed'
+  )
+  assert.equal(report.byCause.kill.handovers, 1, 'a again after b was killed')
+})
