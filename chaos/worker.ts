@@ -122,10 +122,18 @@ subscribe(Channels.error, (event) => {
     e: 'x',
     context,
     fatal,
-    error: error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+    error: describe(error)
   })
 })
 setInterval(() => write({ e: 's', b: consumer.buffered }), 100).unref()
+
+/** An error with what it aggregates (the client's retries) and its cause, in one line. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error)
+  const inner = (error as { errors?: unknown[] }).errors ?? (error.cause === undefined ? [] : [error.cause])
+  const text = `${error.name}: ${error.message}`
+  return inner.length === 0 ? text : `${text} [${inner.map(describe).join('; ')}]`
+}
 
 stopOnSignals([consumer, { stop: () => transport.close() }])
 await consumer.start()

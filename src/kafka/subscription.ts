@@ -6,6 +6,7 @@ import {
   ListOffsetTimestamps,
   type MessagesStream
 } from '@platformatic/kafka'
+import { ErrorCodes } from '../core/errors.ts'
 import { fetchChannel } from '../instrumentation/channels.ts'
 import {
   type CommitPosition,
@@ -85,6 +86,9 @@ interface Delivery {
 
 const lookupRetry = { attempts: 5, delay: 500 }
 
+/** Pauses before fetching again from a broker whose fetch failed: doubling, capped. */
+const fetchRetry = { initialDelay: 250, maxDelay: 2_000 }
+
 /**
  * One consumer-group membership delivering records to a listener, with its own fetch loop.
  *
@@ -97,6 +101,11 @@ const lookupRetry = { attempts: 5, delay: 500 }
  * discards whatever an older fetch brings back for it. It also skips the stream's
  * per-record work (a copied record, a diagnostic context, a bound commit function and a
  * Readable push), which is most of the client's cost per message.
+ *
+ * A fetch that fails (a broker stopped, or no longer leads the partition) is sent again
+ * after a pause, with fresh metadata, so partitions go on from their new leaders while the
+ * membership stays; only when fetches keep failing for a session timeout does the
+ * subscription fail (the runtime then joins again).
  *
  * Offsets: a partition this member is given starts at the group's committed offset, or
  * where `fromBeginning` says when there is none; a partition it keeps across a rebalance
@@ -124,6 +133,13 @@ export class KafkaSubscription implements Subscription {
   /** The listener was told of a failure (once: it replaces the whole subscription). */
   #failed = false
   #scheduled = false
+  /** Since when fetches have been failing, and how often in a row; none while they work. */
+  #fetchTrouble: { since: number; failures: number } | undefined
+  /** Brokers not fetched from until the time given (their last fetch failed). */
+  readonly #resting = new Map<number, number>()
+  /** The next fetch round asks for fresh metadata (leaders may have moved). */
+  #refreshMetadata = false
+  #retryTimer: NodeJS.Timeout | undefined
   #assignmentCheck: NodeJS.Timeout | undefined
   readonly #stopped = new AbortController()
   /** Reads committed offsets with their metadata (made on first use). */
@@ -308,12 +324,15 @@ export class KafkaSubscription implements Subscription {
     if (this.#closed || this.#failed || this.#paused || this.#held.length > 0) return
     this.#syncAssignment()
     if (!this.#order.some((p) => p.offset !== undefined && !p.parked)) return
-    this.#consumer.metadata({ topics: this.#options.topics }, (error, metadata) => {
+    const forceUpdate = this.#refreshMetadata
+    this.#refreshMetadata = false
+    this.#consumer.metadata({ topics: this.#options.topics, forceUpdate }, (error, metadata) => {
       if (error || !metadata) {
-        this.#fail(error ?? new Error('no metadata'))
+        this.#fetchFailed(error ?? new Error('no metadata'))
         return
       }
       if (this.#closed || this.#paused) return
+      const now = Date.now()
       const byNode = new Map<number, { requested: Requested; topics: Map<string, FetchTopic> }>()
       for (const position of this.#order) {
         if (position.offset === undefined || position.parked) continue
@@ -321,6 +340,7 @@ export class KafkaSubscription implements Subscription {
         const topicMetadata = metadata.topics.get(topic)
         const node = topicMetadata?.partitions[partition]?.leader
         if (!topicMetadata || node === undefined || node < 0 || this.#inflight.has(node)) continue
+        if ((this.#resting.get(node) ?? 0) > now) continue
         let request = byNode.get(node)
         if (!request) {
           request = { requested: new Map(), topics: new Map() }
@@ -362,6 +382,8 @@ export class KafkaSubscription implements Subscription {
         (response) => {
           this.#inflight.delete(node)
           if (this.#closed) return
+          this.#fetchTrouble = undefined
+          this.#resting.delete(node)
           if (fetchChannel.hasSubscribers) fetchChannel.publish({ groupId: this.#options.groupId })
           const answer = { response, requested, names }
           // Paused: the answer waits here, so the listener gets at most the one response it
@@ -376,7 +398,7 @@ export class KafkaSubscription implements Subscription {
             void this.#restartOutOfRange(error as { response?: FetchResponse }, requested, names)
             return
           }
-          this.#fail(error as Error)
+          this.#fetchFailed(error as Error, node)
         }
       )
   }
@@ -465,6 +487,35 @@ export class KafkaSubscription implements Subscription {
     } catch (lookupError) {
       this.#fail(lookupError as Error)
     }
+  }
+
+  /**
+   * A fetch (or the metadata for one) failed. Most often a broker stopped or handed its
+   * leadership on, and fresh metadata points elsewhere within seconds: that broker rests,
+   * and a round with fresh metadata follows the pause. Fetches failing for longer than a
+   * session timeout, or rejected credentials, fail the subscription.
+   */
+  #fetchFailed(error: Error, node?: number): void {
+    if (this.#closed || this.#failed) return
+    const now = Date.now()
+    this.#fetchTrouble ??= { since: now, failures: 0 }
+    const trouble = this.#fetchTrouble
+    const authentication = (translateKafkaError(error, this.#settings.connection) as { code?: string }).code
+    if (authentication === ErrorCodes.KAFKA_AUTHENTICATION || now - trouble.since > this.#giveUpAfter()) {
+      this.#fail(error)
+      return
+    }
+    const delay = Math.min(fetchRetry.initialDelay * 2 ** trouble.failures++, fetchRetry.maxDelay)
+    if (node !== undefined) this.#resting.set(node, now + delay)
+    this.#refreshMetadata = true
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = setTimeout(() => this.#schedule(), delay)
+    this.#retryTimer.unref()
+  }
+
+  /** How long fetches may keep failing before the subscription gives up: the session timeout. */
+  #giveUpAfter(): number {
+    return this.#options.sessionTimeout ?? (this.#options.groupProtocol === 'consumer' ? 45_000 : 30_000)
   }
 
   #fail(error: Error): void {
@@ -604,6 +655,7 @@ export class KafkaSubscription implements Subscription {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#assignmentCheck)
+    clearTimeout(this.#retryTimer)
     this.#stopped.abort()
     if (this.#stream) {
       delete (this.#stream as { resume?: unknown }).resume // its own resume again, which close needs

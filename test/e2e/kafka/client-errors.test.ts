@@ -2,9 +2,9 @@ import assert from 'node:assert/strict'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Consumer, NetworkError } from '@platformatic/kafka'
+import { Consumer, MultipleErrors, NetworkError, UserError } from '@platformatic/kafka'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
-import { Channels, type PartitionsEvent } from '../../../src/instrumentation/channels.ts'
+import { Channels, type ErrorEvent, type PartitionsEvent } from '../../../src/instrumentation/channels.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { cleanup, useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
 
@@ -106,4 +106,64 @@ test('a consumer whose membership failed starts none of its queued records until
   assert.ok(reassignedAt - failedAt > 500, 'joining again takes the resubscribe backoff')
   assert.equal(between.length, 0, 'no handler started while the consumer was not a member')
   await waitFor(() => handled.size === count, { timeout: 60_000, description: 'every message handled' })
+})
+
+test('a fetch failing as the client reports a stopped broker (its connection closed, then the broker gone from the metadata) is sent again: the consumer keeps its membership and goes on', async (t) => {
+  // What the client reported in the chaos run when one of three brokers stopped.
+  const stoppedBroker = () =>
+    new MultipleErrors('fetch failed 2 times.', [
+      new NetworkError('Connection closed'),
+      new UserError('Cannot find broker with node id 3')
+    ])
+  const fetch = Consumer.prototype.fetch
+  let failing = 0
+  Consumer.prototype.fetch = function (this: Consumer, ...args: Parameters<Consumer['fetch']>) {
+    if (failing > 0) {
+      failing--
+      return Promise.reject(stoppedBroker())
+    }
+    return fetch.apply(this, args)
+  } as Consumer['fetch']
+  cleanup(t, () => {
+    Consumer.prototype.fetch = fetch
+  })
+  const topic = await useTopic(t, { partitions: 1 })
+  const groupId = useGroup(t)
+  const failures: string[] = []
+  let assignments = 0
+  const onError = (message: unknown) => {
+    const event = message as ErrorEvent
+    if (event.groupId === groupId) failures.push(`${event.context}: ${String(event.error)}`)
+  }
+  const onAssigned = (message: unknown) => {
+    if ((message as PartitionsEvent).groupId === groupId) assignments++
+  }
+  subscribe(Channels.error, onError)
+  subscribe(Channels.assigned, onAssigned)
+  cleanup(t, () => {
+    unsubscribe(Channels.error, onError)
+    unsubscribe(Channels.assigned, onAssigned)
+  })
+  const handled: number[] = []
+  const consumer = createConsumer({
+    transport: useTransport(t),
+    groupId,
+    topics: [topic],
+    routes: { n: { handler: (message) => void handled.push((message.value as { i: number }).i) } }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  const producer = useProducer(t)
+  const send = (i: number) =>
+    producer.send({ messages: [{ topic, value: JSON.stringify({ message_type: 'n', i }) }] })
+  await send(0)
+  await waitFor(() => handled.length === 1, { timeout: 30_000, description: 'the first message' })
+
+  failing = 3
+  await waitFor(() => failing === 0, { timeout: 30_000, description: 'three failed fetches' })
+  await send(1)
+  await waitFor(() => handled.length === 2, { timeout: 30_000, description: 'a message after them' })
+  assert.deepEqual(handled, [0, 1])
+  assert.deepEqual(failures, [], 'no failure reported: the membership stayed')
+  assert.equal(assignments, 1, 'the consumer never joined again')
 })

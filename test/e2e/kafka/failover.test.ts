@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { after, before, test } from 'node:test'
 import { Admin, ConfigResourceTypes } from '@platformatic/kafka'
+import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { type ClusterInfo, LocalKafka } from '../../../src/dev/kafka/index.ts'
+import { Channels, type ErrorEvent, type PartitionsEvent } from '../../../src/instrumentation/channels.ts'
 import { clientOptions, type KafkaConnection } from '../../../src/kafka/connection.ts'
 import { waitFor } from '../../../src/util/wait.ts'
-import { cleanup, useConsumer, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
+import { cleanup, useConsumer, useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
 
 // A three-broker cluster of its own, beside the single test broker.
 const cluster = new LocalKafka({
@@ -88,4 +91,71 @@ test('a topic with replication factor 3 keeps accepting acks=all writes while on
     timeout: 60_000,
     description: `broker ${victim} to rejoin the in-sync replicas`
   })
+})
+
+test('a Conveyor consumer keeps its membership while one of three brokers stops: its partitions go on from their new leaders, without a rejoin or a rebalance', async (t) => {
+  const admin = new Admin(clientOptions(connection))
+  cleanup(t, () => admin.close())
+  const topic = await useTopic(t, { partitions: 12, replicas: 3, connection })
+  await waitFor(async () => (await partitions(admin, topic)).every((p) => p.isr.length === 3), {
+    timeout: 30_000,
+    description: 'every partition to have 3 in-sync replicas'
+  })
+  const groupId = useGroup(t, connection)
+  const failures: string[] = []
+  let assignments = 0
+  const onError = (message: unknown) => {
+    const event = message as ErrorEvent
+    if (event.groupId === groupId) failures.push(`${event.context}: ${String(event.error)}`)
+  }
+  const onAssigned = (message: unknown) => {
+    if ((message as PartitionsEvent).groupId === groupId) assignments++
+  }
+  subscribe(Channels.error, onError)
+  subscribe(Channels.assigned, onAssigned)
+  cleanup(t, () => {
+    unsubscribe(Channels.error, onError)
+    unsubscribe(Channels.assigned, onAssigned)
+  })
+  const count = 8_000
+  const producer = useProducer(t, connection)
+  for (let from = 0; from < count; from += 1_000)
+    await producer.send({
+      messages: Array.from({ length: 1_000 }, (_, j) => ({
+        topic,
+        key: `k${(from + j) % 500}`,
+        value: JSON.stringify({ message_type: 'n', i: from + j })
+      }))
+    })
+  const handled = new Set<number>()
+  const consumer = createConsumer({
+    transport: useTransport(t, { connection }),
+    groupId,
+    topics: [topic],
+    concurrency: 16,
+    routes: {
+      n: {
+        handler: async (message) => {
+          await new Promise((resolve) => setTimeout(resolve, 2))
+          handled.add((message.value as { i: number }).i)
+        }
+      }
+    }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  // Stopped while a backlog is being read, so fetches are in flight to it as it goes.
+  await waitFor(() => handled.size >= count / 4, { timeout: 60_000, description: 'a quarter handled' })
+  const victim = Math.max(...info.brokers.map((b) => b.id))
+  await cluster.stopBroker(victim)
+  cleanup(t, async () => {
+    await cluster.startBroker(victim)
+    await waitFor(async () => (await partitions(admin, topic)).every((p) => p.isr.length === 3), {
+      timeout: 60_000,
+      description: `broker ${victim} back among the in-sync replicas`
+    })
+  })
+  await waitFor(() => handled.size === count, { timeout: 120_000, description: 'every message' })
+  assert.deepEqual(failures, [], 'no failure was reported')
+  assert.equal(assignments, 1, 'the consumer never joined again')
 })
