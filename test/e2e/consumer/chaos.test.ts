@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type ClusterInfo, LocalKafka } from '../src/dev/kafka/index.ts'
-import { defaultChaosOptions, runChaos } from './scenario.ts'
+import { defaultChaosOptions, runChaos } from '../../../chaos/scenario.ts'
+import { type ClusterInfo, LocalKafka } from '../../../src/dev/kafka/index.ts'
 
 const cluster = new LocalKafka({
   name: 'test-chaos',
