@@ -123,6 +123,10 @@ async function conveyor({ topic, count }: Prepared, connection: KafkaConnection)
     ordering: 'partition',
     fromBeginning: true,
     commitInterval,
+    // BENCH_COMMIT_AFTER=<n>: the runtime's commitAfter (a baseline runtime from before it ignores it).
+    ...(process.env.BENCH_COMMIT_AFTER === undefined
+      ? {}
+      : { commitAfter: Number(process.env.BENCH_COMMIT_AFTER) }),
     routes: { work: { handler: (message) => tally.see(message.partition, message.offset) } }
   })
   await consumer.start()
