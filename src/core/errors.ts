@@ -32,7 +32,9 @@ export const ErrorCodes = {
   /** The local Kafka tooling (jars, Java, Maven, broker processes) failed. */
   LOCAL_KAFKA: 'CONVEYOR_LOCAL_KAFKA',
   /** A wait for a condition ran out of time. */
-  TIMEOUT: 'CONVEYOR_TIMEOUT'
+  TIMEOUT: 'CONVEYOR_TIMEOUT',
+  /** A write to a sink was refused: another member took the partition since this one did. */
+  FENCED: 'CONVEYOR_FENCED'
 } as const
 
 /** One of the `ErrorCodes` values, e.g. `CONVEYOR_DECODE`. */

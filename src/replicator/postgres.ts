@@ -1,0 +1,165 @@
+/**
+ * A {@link FencedSink} on PostgreSQL: the events' changes and the partition's position are
+ * written in one transaction, and the position's row carries the fence.
+ *
+ * The positions table (`conveyor_offsets` by default; `migrate()` creates it):
+ *
+ *   group_id text, topic text, partition int   the key
+ *   next_offset bigint                          the offset after the last event applied (null: none yet)
+ *   epoch bigint                                bumped by every `acquire`: the fence token
+ *
+ * `acquire` bumps the epoch and reads the position in one statement. `write` locks the row
+ * (`SELECT … FOR UPDATE`), checks the epoch, applies the events the row does not already
+ * cover, moves `next_offset` and commits. A zombie's transaction either committed before the
+ * new owner's `acquire` (which waits for the row lock, then reads the position past it), or
+ * finds a newer epoch and rolls back: never both, never neither.
+ *
+ * Conveyor does not depend on `pg`: pass any pool with `connect()` (node-postgres' `Pool`).
+ */
+import type { TopicPartition } from '../transport/types.ts'
+import { type Acquired, FencedError, type FencedSink, type ReplicaEvent } from './sink.ts'
+
+/** The part of a node-postgres client the sink uses. */
+export interface SqlClient {
+  query(
+    text: string,
+    values?: unknown[]
+  ): Promise<{ rows: Array<Record<string, unknown>>; rowCount: number | null }>
+}
+
+/** The part of a node-postgres `Pool` the sink uses. */
+export interface SqlPool {
+  connect(): Promise<SqlClient & { release(error?: Error | boolean): void }>
+}
+
+export interface PostgresSinkOptions<T> {
+  pool: SqlPool
+  /** The consumer group: positions are kept per group. */
+  groupId: string
+  /**
+   * Applies the events inside the sink's transaction (`client` is in it): their changes
+   * commit with the position or not at all. Must not commit or roll back itself.
+   */
+  apply(events: readonly ReplicaEvent<T>[], client: SqlClient): Promise<void>
+  /** The positions table, optionally schema-qualified. Default `conveyor_offsets`. */
+  table?: string
+}
+
+/** The PostgreSQL sink, with `migrate` to create its positions table. */
+export interface PostgresSink<T> extends FencedSink<T, bigint> {
+  /** Creates the positions table if it does not exist. */
+  migrate(): Promise<void>
+  /** The recorded positions of the group, per `topic:partition` (for operators and tests). */
+  positions(): Promise<Map<string, { next: bigint | undefined; epoch: bigint }>>
+}
+
+/** A quoted SQL identifier, `schema.table` kept as two parts. */
+function identifier(name: string): string {
+  return name
+    .split('.')
+    .map((part) => `"${part.replaceAll('"', '""')}"`)
+    .join('.')
+}
+
+export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T> {
+  const { pool, groupId, apply } = options
+  const table = identifier(options.table ?? 'conveyor_offsets')
+
+  return {
+    async migrate() {
+      const client = await pool.connect()
+      try {
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${table} (
+             group_id text NOT NULL,
+             topic text NOT NULL,
+             partition integer NOT NULL,
+             next_offset bigint,
+             epoch bigint NOT NULL,
+             PRIMARY KEY (group_id, topic, partition)
+           )`
+        )
+      } finally {
+        client.release()
+      }
+    },
+
+    async acquire({ topic, partition }: TopicPartition): Promise<Acquired<bigint>> {
+      const client = await pool.connect()
+      try {
+        const { rows } = await client.query(
+          `INSERT INTO ${table} AS t (group_id, topic, partition, next_offset, epoch)
+             VALUES ($1, $2, $3, NULL, 1)
+           ON CONFLICT (group_id, topic, partition) DO UPDATE SET epoch = t.epoch + 1
+           RETURNING epoch, next_offset`,
+          [groupId, topic, partition]
+        )
+        client.release()
+        const row = rows[0]!
+        return {
+          token: BigInt(row.epoch as string),
+          next: row.next_offset === null ? undefined : BigInt(row.next_offset as string)
+        }
+      } catch (error) {
+        client.release(error as Error)
+        throw error
+      }
+    },
+
+    async write(tp, events, next, token) {
+      const client = await pool.connect()
+      let open = false
+      try {
+        await client.query('BEGIN')
+        open = true
+        const { rows } = await client.query(
+          `SELECT epoch, next_offset FROM ${table} WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
+          [groupId, tp.topic, tp.partition]
+        )
+        const row = rows[0]
+        const epoch = row === undefined ? undefined : BigInt(row.epoch as string)
+        if (epoch !== token) {
+          await client.query('ROLLBACK')
+          open = false
+          client.release()
+          throw new FencedError(tp, `its epoch is ${epoch ?? 'gone'}, this member holds ${token}`)
+        }
+        const done = row!.next_offset === null ? -1n : BigInt(row!.next_offset as string)
+        const fresh = events.filter((event) => event.offset >= done)
+        if (fresh.length > 0) await apply(fresh, client)
+        if (next > done)
+          await client.query(
+            `UPDATE ${table} SET next_offset = $4 WHERE group_id = $1 AND topic = $2 AND partition = $3`,
+            [groupId, tp.topic, tp.partition, next.toString()]
+          )
+        await client.query('COMMIT')
+        open = false
+        client.release()
+      } catch (error) {
+        if (error instanceof FencedError) throw error
+        if (open) await client.query('ROLLBACK').catch(() => {})
+        client.release(error as Error)
+        throw error
+      }
+    },
+
+    async positions() {
+      const client = await pool.connect()
+      try {
+        const { rows } = await client.query(
+          `SELECT topic, partition, next_offset, epoch FROM ${table} WHERE group_id = $1`,
+          [groupId]
+        )
+        const found = new Map<string, { next: bigint | undefined; epoch: bigint }>()
+        for (const row of rows)
+          found.set(`${row.topic}:${row.partition}`, {
+            next: row.next_offset === null ? undefined : BigInt(row.next_offset as string),
+            epoch: BigInt(row.epoch as string)
+          })
+        return found
+      } finally {
+        client.release()
+      }
+    }
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * The ordered replicator: applies the events of each partition one at a time, in offset
+ * order, through a {@link FencedSink}, exactly once.
+ *
+ * It is a Conveyor consumer with partition ordering and three things added:
+ * - on assignment it takes the partition in the sink (`acquire`, which fences out earlier
+ *   owners) and reads the partition from the sink's position, not the group's offset;
+ * - each event is written with the partition's next offset in one sink write, so whatever
+ *   crashes where, an event is applied once (Kafka offsets are still committed, for lag);
+ * - a write the fence refuses means another member has the partition: this one applies
+ *   nothing more of it and waits to be told (its rebalance revokes the partition).
+ *
+ * A failing write is retried for ever (capped backoff with jitter) and blocks only its own
+ * partition. A value the decoder refuses (a `DecodeError`) goes to the dead-letter topic
+ * with the error's reason, and the partition goes on. A tombstone (no value) is skipped.
+ */
+import type { Codec } from '../codec/json.ts'
+import { type ConveyorConsumer, createConsumer } from '../consumer/consumer.ts'
+import type { ConsumerState, ConsumerStatus } from '../consumer/options.ts'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import type { Message } from '../core/message.ts'
+import { errorChannel } from '../instrumentation/channels.ts'
+import { forever, type RetryForever } from '../retry/policy.ts'
+import { partitionKey, type TopicPartition, type Transport } from '../transport/types.ts'
+import { FencedError, type FencedSink, type ReplicaEvent } from './sink.ts'
+
+/** What a decoder is given: one record's value bytes (never `null`: tombstones are skipped before). */
+export interface RecordToDecode {
+  readonly topic: string
+  readonly value: Buffer
+  readonly headers: ReadonlyMap<string, Buffer>
+}
+
+export interface ReplicatorOptions<T, Token> {
+  transport: Transport
+  groupId: string
+  topics: string[]
+  sink: FencedSink<T, Token>
+  /**
+   * Turns a record's value into an event. Throw a `DecodeError` (its `reason` names the
+   * problem, e.g. `invalid_json`) for input that can never be applied: it is dead-lettered.
+   */
+  decode(record: RecordToDecode): T | Promise<T>
+  /** How failed writes are retried: for ever, by default from 1 s doubling to a 5 min cap, with jitter. */
+  retry?: Partial<Omit<RetryForever, 'kind'>>
+  /** Partitions applied at the same time. Default 16. */
+  concurrency?: number
+  /** Dead-letter topic for a source topic. Default `<topic>.dlq`. */
+  deadLetterTopic?: (topic: string) => string
+  /** Where a partition without a position (in the sink or the group) starts. Default true (the oldest record). */
+  fromBeginning?: boolean
+  /** How often the group's offsets are committed (for lag), ms. Default 1000. */
+  commitInterval?: number
+  /** How long `stop()` and a revocation wait for a write in flight, ms. Default 30 000. */
+  drainTimeout?: number
+  sessionTimeout?: number
+  heartbeatInterval?: number
+  groupProtocol?: 'classic' | 'consumer'
+}
+
+/** A value the codec let through for a tombstone. */
+const tombstone = Symbol('tombstone')
+
+/** The replicator; `consumer` is the runtime underneath (for health and metrics wiring). */
+export class Replicator<T, Token> {
+  readonly consumer: ConveyorConsumer
+  readonly #sink: FencedSink<T, Token>
+  readonly #groupId: string
+  /** The fence token of each partition this member holds, by `topic:partition`. */
+  readonly #tokens = new Map<string, Token>()
+  /** Partitions whose writes the fence refused: nothing more is applied until they are assigned again. */
+  readonly #fenced = new Set<string>()
+  readonly #stopping = new AbortController()
+
+  constructor(options: ReplicatorOptions<T, Token>) {
+    this.#sink = options.sink
+    this.#groupId = options.groupId
+    const decode = options.decode
+    const codec: Codec = {
+      name: 'replicator',
+      decode: (bytes, context) =>
+        bytes === null ? tombstone : decode({ topic: context.topic, value: bytes, headers: context.headers }),
+      encode: () => {
+        throw new ConveyorError(ErrorCodes.STATE, 'the replicator does not produce through its codec')
+      }
+    }
+    this.consumer = createConsumer({
+      transport: options.transport,
+      groupId: options.groupId,
+      topics: options.topics,
+      ordering: 'partition',
+      codec,
+      typeFrom: () => 'event',
+      routes: {
+        event: {
+          handler: (message, context) => this.#apply(message, context.signal),
+          retry: forever(options.retry)
+        }
+      },
+      assignmentListeners: [
+        {
+          assigned: (tp, start) => this.#acquire(tp, start),
+          revoked: (tp) => this.#release(tp)
+        }
+      ],
+      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+      ...(options.deadLetterTopic === undefined ? {} : { deadLetterTopic: options.deadLetterTopic }),
+      ...(options.fromBeginning === undefined ? {} : { fromBeginning: options.fromBeginning }),
+      ...(options.commitInterval === undefined ? {} : { commitInterval: options.commitInterval }),
+      ...(options.drainTimeout === undefined ? {} : { drainTimeout: options.drainTimeout }),
+      ...(options.sessionTimeout === undefined ? {} : { sessionTimeout: options.sessionTimeout }),
+      ...(options.heartbeatInterval === undefined ? {} : { heartbeatInterval: options.heartbeatInterval }),
+      ...(options.groupProtocol === undefined ? {} : { groupProtocol: options.groupProtocol })
+    })
+  }
+
+  get state(): ConsumerState {
+    return this.consumer.state
+  }
+
+  status(): ConsumerStatus & { fenced: string[] } {
+    return { ...this.consumer.status(), fenced: [...this.#fenced] }
+  }
+
+  start(): Promise<void> {
+    return this.consumer.start()
+  }
+
+  /** Stops: the write in flight finishes (up to the drain timeout), retry waits end, nothing more is applied. */
+  async stop(options?: { timeout?: number }): Promise<void> {
+    this.#stopping.abort()
+    await this.consumer.stop(options)
+  }
+
+  async #acquire(
+    tp: TopicPartition,
+    start: { seek(offset: bigint): void; signal: AbortSignal }
+  ): Promise<void> {
+    const { token, next } = await this.#sink.acquire(tp, start.signal)
+    const key = partitionKey(tp.topic, tp.partition)
+    this.#tokens.set(key, token)
+    this.#fenced.delete(key)
+    if (next !== undefined) start.seek(next)
+  }
+
+  #release(tp: TopicPartition): void {
+    const key = partitionKey(tp.topic, tp.partition)
+    this.#tokens.delete(key)
+    this.#fenced.delete(key)
+  }
+
+  async #apply(message: Message<unknown>, signal: AbortSignal): Promise<void> {
+    if (message.value === tombstone) return
+    const tp = { topic: message.topic, partition: message.partition }
+    const key = partitionKey(tp.topic, tp.partition)
+    const token = this.#tokens.get(key)
+    if (token === undefined || this.#fenced.has(key)) return this.#idle(signal)
+    const event: ReplicaEvent<T> = {
+      topic: message.topic,
+      partition: message.partition,
+      offset: message.offset,
+      key: message.key,
+      headers: message.headers,
+      value: message.value as T
+    }
+    try {
+      await this.#sink.write(tp, [event], message.offset + 1n, token)
+    } catch (error) {
+      if (!(error instanceof FencedError)) throw error // retried, for ever
+      this.#fenced.add(key)
+      errorChannel.publish({ groupId: this.#groupId, error, fatal: false, context: 'fenced' })
+      return this.#idle(signal)
+    }
+  }
+
+  /**
+   * A partition this member may no longer write: the event is neither applied nor
+   * finished. Waits until the partition is revoked or the replicator stops, then fails the
+   * attempt, which the runtime then abandons (not committed, not dead-lettered).
+   */
+  async #idle(signal: AbortSignal): Promise<never> {
+    const ended = AbortSignal.any([signal, this.#stopping.signal])
+    if (!ended.aborted)
+      await new Promise((resolve) => ended.addEventListener('abort', resolve, { once: true }))
+    throw new ConveyorError(ErrorCodes.FENCED, 'the partition is no longer this member’s to write', {
+      retryable: true
+    })
+  }
+}
+
+/** Makes a {@link Replicator}; `start()` joins the group. */
+export function createReplicator<T, Token>(options: ReplicatorOptions<T, Token>): Replicator<T, Token> {
+  return new Replicator(options)
+}
