@@ -4,7 +4,7 @@ import type { TestContext } from 'node:test'
 import { waitFor } from '../../src/util/wait.ts'
 import { cleanup } from './kafka.ts'
 
-const fixture = new URL('../fixtures/consumer-process.ts', import.meta.url).pathname
+const consumerFixture = new URL('../fixtures/consumer-process.ts', import.meta.url).pathname
 
 export interface HandledLine {
   key: string
@@ -14,8 +14,15 @@ export interface HandledLine {
   pid: number
 }
 
-/** Starts the fixture consumer process; resolves once it owns partitions. Killed at the end of the test. */
-export async function startConsumerProcess(t: TestContext, env: Record<string, string>) {
+/**
+ * Starts a fixture process (the consumer one by default); resolves once it prints that it
+ * owns partitions. Killed at the end of the test.
+ */
+export async function startConsumerProcess(
+  t: TestContext,
+  env: Record<string, string>,
+  fixture = consumerFixture
+) {
   const child = spawn(process.execPath, [fixture], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
@@ -35,10 +42,10 @@ export async function startConsumerProcess(t: TestContext, env: Record<string, s
   })
   await waitFor(
     () => {
-      if (child.exitCode !== null) throw new Error(`the consumer process exited early:\n${output}`)
+      if (child.exitCode !== null) throw new Error(`the process exited early:\n${output}`)
       return output.includes('running')
     },
-    { timeout: 30_000, description: 'the consumer process to join its group' }
+    { timeout: 30_000, description: 'the process to join its group' }
   )
   return { child: child as ChildProcess, exited, output: () => output }
 }
