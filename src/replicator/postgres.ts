@@ -12,7 +12,9 @@
  * (`SELECT … FOR UPDATE`), checks the epoch, applies the events the row does not already
  * cover, moves `next_offset` and commits. A zombie's transaction either committed before the
  * new owner's `acquire` (which waits for the row lock, then reads the position past it), or
- * finds a newer epoch and rolls back: never both, never neither.
+ * finds a newer epoch and rolls back: never both, never neither. A member frozen inside its
+ * transaction has it ended by PostgreSQL (`idleInTransactionTimeout`), so it cannot hold
+ * the partition's row, and with it the next owner, for ever.
  *
  * Conveyor does not depend on `pg`: pass any pool with `connect()` (node-postgres' `Pool`).
  */
@@ -27,9 +29,16 @@ export interface SqlClient {
   ): Promise<{ rows: Array<Record<string, unknown>>; rowCount: number | null }>
 }
 
+/** A client checked out of the pool. */
+export interface PooledClient extends SqlClient {
+  release(error?: Error | boolean): void
+  /** node-postgres clients report a connection lost while checked out as an 'error' event. */
+  on?(event: 'error', listener: (error: Error) => void): unknown
+}
+
 /** The part of a node-postgres `Pool` the sink uses. */
 export interface SqlPool {
-  connect(): Promise<SqlClient & { release(error?: Error | boolean): void }>
+  connect(): Promise<PooledClient>
 }
 
 export interface PostgresSinkOptions<T> {
@@ -43,6 +52,14 @@ export interface PostgresSinkOptions<T> {
   apply(events: readonly ReplicaEvent<T>[], client: SqlClient): Promise<void>
   /** The positions table, optionally schema-qualified. Default `conveyor_offsets`. */
   table?: string
+  /**
+   * A member frozen inside a write (paused past its session timeout, say) holds the
+   * partition's row lock, and the next owner's `acquire` waits for it. PostgreSQL ends a
+   * session idle in a write's transaction for this long (`idle_in_transaction_session_timeout`),
+   * which releases the lock; the frozen member's write then fails and, retried, meets the
+   * fence. ms, default 10 000.
+   */
+  idleInTransactionTimeout?: number
 }
 
 /** The PostgreSQL sink, with `migrate` to create its positions table. */
@@ -61,13 +78,32 @@ function identifier(name: string): string {
     .join('.')
 }
 
+/** Clients that already have the sink's 'error' listener (a pool hands the same ones out again). */
+const listening = new WeakSet<PooledClient>()
+
+/**
+ * A client of the pool. A connection that breaks while the client is checked out (the
+ * server ended the session, the network went) is an 'error' event on it, which would end the
+ * process without a listener; the query in flight fails with the same error, and that
+ * failure is what the sink acts on.
+ */
+async function checkOut(pool: SqlPool): Promise<PooledClient> {
+  const client = await pool.connect()
+  if (!listening.has(client)) {
+    listening.add(client)
+    client.on?.('error', () => {})
+  }
+  return client
+}
+
 export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T> {
   const { pool, groupId, apply } = options
   const table = identifier(options.table ?? 'conveyor_offsets')
+  const idleTimeout = Math.max(1, Math.round(options.idleInTransactionTimeout ?? 10_000))
 
   return {
     async migrate() {
-      const client = await pool.connect()
+      const client = await checkOut(pool)
       try {
         await client.query(
           `CREATE TABLE IF NOT EXISTS ${table} (
@@ -85,7 +121,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
     },
 
     async acquire({ topic, partition }: TopicPartition): Promise<Acquired<bigint>> {
-      const client = await pool.connect()
+      const client = await checkOut(pool)
       try {
         const { rows } = await client.query(
           `INSERT INTO ${table} AS t (group_id, topic, partition, next_offset, epoch)
@@ -107,11 +143,12 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
     },
 
     async write(tp, events, next, token) {
-      const client = await pool.connect()
+      const client = await checkOut(pool)
       let open = false
       try {
         await client.query('BEGIN')
         open = true
+        await client.query(`SET LOCAL idle_in_transaction_session_timeout = ${idleTimeout}`)
         const { rows } = await client.query(
           `SELECT epoch, next_offset FROM ${table} WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
           [groupId, tp.topic, tp.partition]
@@ -144,7 +181,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
     },
 
     async positions() {
-      const client = await pool.connect()
+      const client = await checkOut(pool)
       try {
         const { rows } = await client.query(
           `SELECT topic, partition, next_offset, epoch FROM ${table} WHERE group_id = $1`,

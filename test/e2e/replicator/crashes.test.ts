@@ -19,7 +19,7 @@ const fixture = new URL('../../fixtures/replicator-process.ts', import.meta.url)
 /** Tables of a run, the config of its processes, and what they applied. */
 async function setUp(
   t: Parameters<typeof usePool>[0],
-  options: { partitions: number; failRate: number; sessionTimeout: number }
+  options: { partitions: number; failRate: number; sessionTimeout: number; idleInTransactionTimeout?: number }
 ) {
   const topic = await useTopic(t, { partitions: options.partitions })
   const groupId = useGroup(t)
@@ -40,7 +40,10 @@ async function setUp(
     ledger,
     state,
     failRate: options.failRate,
-    sessionTimeout: options.sessionTimeout
+    sessionTimeout: options.sessionTimeout,
+    ...(options.idleInTransactionTimeout === undefined
+      ? {}
+      : { idleInTransactionTimeout: options.idleInTransactionTimeout })
   }
   const start = () => startConsumerProcess(t, { REPLICATOR: JSON.stringify(config) }, fixture)
   const applied = async () => Number((await pool.query(`SELECT count(*) AS n FROM ${ledger}`)).rows[0].n)
@@ -121,4 +124,37 @@ test('killed with SIGKILL three times and scaled 1 → 3 → 1 while 5% of the s
   await until(1)
   await new Promise((resolve) => setTimeout(resolve, 1_000)) // anything applied twice would show by now
   await assertExactlyOnce(run.pool, run.ledger, run.state, count, keys)
+})
+
+test('a member frozen with SIGSTOP past its session timeout loses its partitions; woken with SIGCONT, its writes are refused by the fence and nothing is applied twice', async (t) => {
+  const count = 8_000
+  const keys = 300
+  const run = await setUp(t, {
+    partitions: 6,
+    failRate: 0,
+    sessionTimeout: 6_000,
+    idleInTransactionTimeout: 2_000
+  })
+  await produce(t, run.topic, count, keys)
+  const zombie = await run.start()
+  await waitFor(async () => (await run.applied()) >= count * 0.2, {
+    timeout: 60_000,
+    description: '20% applied'
+  })
+  zombie.child.kill('SIGSTOP') // most likely inside a write: holding a partition's row lock
+  const frozenAt = await run.applied()
+  const successor = await run.start() // owns partitions once the zombie's session expired
+  await waitFor(async () => (await run.applied()) >= frozenAt + 500, {
+    timeout: 60_000,
+    description: 'the successor applying'
+  })
+  zombie.child.kill('SIGCONT')
+  await waitFor(async () => (await run.applied()) >= count, {
+    timeout: 120_000,
+    description: 'every event applied'
+  })
+  await new Promise((resolve) => setTimeout(resolve, 1_000))
+  await assertExactlyOnce(run.pool, run.ledger, run.state, count, keys)
+  assert.match(zombie.output(), /fenced/, 'the woken member’s writes met the fence')
+  assert.ok(successor.output().includes('running'))
 })
