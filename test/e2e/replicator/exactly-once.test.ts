@@ -22,63 +22,7 @@ import {
   useTopic,
   useTransport
 } from '../../helpers/kafka.ts'
-import { usePool, useTable } from '../../helpers/postgres.ts'
-
-interface Change {
-  key: string
-  seq: number
-}
-
-const decode = ({ value }: { value: Buffer }): Change => {
-  try {
-    return JSON.parse(value.toString()) as Change
-  } catch (error) {
-    throw new DecodeError('invalid_json', 'not JSON', error)
-  }
-}
-
-/** A ledger of applied events (written in the sink's transaction) and the sink over it. */
-async function ledgerSink(
-  t: Parameters<typeof usePool>[0],
-  groupId: string,
-  fail?: (event: ReplicaEvent<Change>) => boolean
-) {
-  const pool = usePool(t)
-  const ledger = useTable(t, pool, 'ledger')
-  const positions = useTable(t, pool, 'positions')
-  await pool.query(
-    `CREATE TABLE ${ledger} (id bigserial PRIMARY KEY, partition int, kafka_offset bigint, key text, seq int)`
-  )
-  const sink = postgresSink<Change>({
-    pool,
-    groupId,
-    table: positions,
-    apply: async (events: readonly ReplicaEvent<Change>[], client: SqlClient) => {
-      for (const event of events) {
-        if (fail?.(event)) throw new Error(`the sink refused offset ${event.offset}`)
-        await client.query(
-          `INSERT INTO ${ledger} (partition, kafka_offset, key, seq) VALUES ($1, $2, $3, $4)`,
-          [event.partition, event.offset.toString(), event.value.key, event.value.seq]
-        )
-      }
-    }
-  })
-  await sink.migrate()
-  const applied = async () =>
-    (
-      await pool.query<{ partition: number; kafka_offset: string }>(
-        `SELECT partition, kafka_offset FROM ${ledger} ORDER BY id`
-      )
-    ).rows.map((r) => ({ partition: r.partition, offset: BigInt(r.kafka_offset) }))
-  return { pool, sink, applied, ledger }
-}
-
-/** Each partition's offsets, in the order applied. */
-function byPartition(rows: Array<{ partition: number; offset: bigint }>): Map<number, bigint[]> {
-  const found = new Map<number, bigint[]>()
-  for (const { partition, offset } of rows) found.set(partition, [...(found.get(partition) ?? []), offset])
-  return found
-}
+import { byPartition, type Change, decodeChange as decode, ledgerSink } from '../../helpers/ledger.ts'
 
 async function produce(t: Parameters<typeof useProducer>[0], topic: string, from: number, count: number) {
   await useProducer(t).send({
@@ -195,10 +139,12 @@ test('a partition whose writes keep failing retries with backoff while the other
   const groupId = useGroup(t)
   let broken = true
   let refusals = 0
-  const { sink, applied } = await ledgerSink(t, groupId, (event) => {
-    const refuse = broken && event.partition === 1 && event.offset === 5n
-    if (refuse) refusals++
-    return refuse
+  const { sink, applied } = await ledgerSink(t, groupId, {
+    fail: (event) => {
+      const refuse = broken && event.partition === 1 && event.offset === 5n
+      if (refuse) refusals++
+      return refuse
+    }
   })
   await useProducer(t).send({
     messages: Array.from({ length: 300 }, (_, i) => ({
