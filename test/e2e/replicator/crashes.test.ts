@@ -19,7 +19,7 @@ const fixture = new URL('../../fixtures/replicator-process.ts', import.meta.url)
 /** Tables of a run, the config of its processes, and what they applied. */
 async function setUp(
   t: Parameters<typeof usePool>[0],
-  options: { partitions: number; failRate: number; sessionTimeout: number; idleInTransactionTimeout?: number }
+  options: { partitions: number; failRate: number; sessionTimeout: number } & Partial<ReplicatorProcessConfig>
 ) {
   const topic = await useTopic(t, { partitions: options.partitions })
   const groupId = useGroup(t)
@@ -39,13 +39,10 @@ async function setUp(
     positions,
     ledger,
     state,
-    failRate: options.failRate,
-    sessionTimeout: options.sessionTimeout,
-    ...(options.idleInTransactionTimeout === undefined
-      ? {}
-      : { idleInTransactionTimeout: options.idleInTransactionTimeout })
+    ...options
   }
-  const start = () => startConsumerProcess(t, { REPLICATOR: JSON.stringify(config) }, fixture)
+  const start = (overrides: Partial<ReplicatorProcessConfig> = {}) =>
+    startConsumerProcess(t, { REPLICATOR: JSON.stringify({ ...config, ...overrides }) }, fixture)
   const applied = async () => Number((await pool.query(`SELECT count(*) AS n FROM ${ledger}`)).rows[0].n)
   return { topic, pool, ledger, state, start, applied }
 }
@@ -157,4 +154,33 @@ test('a member frozen with SIGSTOP past its session timeout loses its partitions
   await assertExactlyOnce(run.pool, run.ledger, run.state, count, keys)
   assert.match(zombie.output(), /fenced/, 'the woken member’s writes met the fence')
   assert.ok(successor.output().includes('running'))
+})
+
+test('SIGTERM while an event waits for its retry ends the process with 0 at once; started again, it applies every event once, the failed one included', async (t) => {
+  const count = 600
+  const keys = 60
+  const run = await setUp(t, { partitions: 3, failRate: 0, sessionTimeout: 6_000 })
+  await produce(t, run.topic, count, keys)
+  const failing = await run.start({ failAt: { partition: 0, offset: '10' }, retryDelay: 60_000 })
+  // Partitions 1 and 2 finish; partition 0 stops at offset 10, waiting a minute for its retry.
+  let before = -1
+  await waitFor(
+    async () => {
+      const { rows } = await run.pool.query(`SELECT count(*) AS n FROM ${run.ledger} WHERE partition = 0`)
+      const now = await run.applied()
+      const settled = Number(rows[0].n) === 10 && now === before
+      before = now
+      return settled
+    },
+    { timeout: 60_000, interval: 1_000, description: 'partition 0 waiting at offset 10, the others applied' }
+  )
+  const stopping = performance.now()
+  failing.child.kill('SIGTERM')
+  assert.deepEqual(await failing.exited, { code: 0, signal: null })
+  assert.ok(performance.now() - stopping < 5_000, 'within the drain timeout: the retry wait ended at once')
+
+  await run.start()
+  await waitFor(async () => (await run.applied()) >= count, { timeout: 60_000, description: 'every event' })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  await assertExactlyOnce(run.pool, run.ledger, run.state, count, keys)
 })
