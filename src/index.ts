@@ -50,6 +50,21 @@ export {
   type SendOptions
 } from './producer/producer.ts'
 export {
+  type PooledClient,
+  type PostgresSink,
+  type PostgresSinkOptions,
+  postgresSink,
+  type SqlClient,
+  type SqlPool
+} from './replicator/postgres.ts'
+export {
+  createReplicator,
+  type RecordToDecode,
+  Replicator,
+  type ReplicatorOptions
+} from './replicator/replicator.ts'
+export { type Acquired, FencedError, type FencedSink, type ReplicaEvent } from './replicator/sink.ts'
+export {
   type BoundedRetry,
   backoff,
   bounded,

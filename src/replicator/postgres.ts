@@ -23,6 +23,7 @@ import { type Acquired, FencedError, type FencedSink, type ReplicaEvent } from '
 
 /** The part of a node-postgres client the sink uses. */
 export interface SqlClient {
+  /** Runs one statement with `$1`-style parameters. */
   query(
     text: string,
     values?: unknown[]
@@ -31,6 +32,7 @@ export interface SqlClient {
 
 /** A client checked out of the pool. */
 export interface PooledClient extends SqlClient {
+  /** Gives the client back to the pool; with an error, the pool discards it. */
   release(error?: Error | boolean): void
   /** node-postgres clients report a connection lost while checked out as an 'error' event. */
   on?(event: 'error', listener: (error: Error) => void): unknown
@@ -38,10 +40,13 @@ export interface PooledClient extends SqlClient {
 
 /** The part of a node-postgres `Pool` the sink uses. */
 export interface SqlPool {
+  /** Checks a client out. */
   connect(): Promise<PooledClient>
 }
 
+/** Options of {@link postgresSink}. */
 export interface PostgresSinkOptions<T> {
+  /** Where the sink's sessions come from (node-postgres' `Pool`). */
   pool: SqlPool
   /** The consumer group: positions are kept per group. */
   groupId: string
@@ -96,6 +101,7 @@ async function checkOut(pool: SqlPool): Promise<PooledClient> {
   return client
 }
 
+/** A fenced sink writing through `apply` in the transaction that moves the partition's position (see the module's description). */
 export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T> {
   const { pool, groupId, apply } = options
   const table = identifier(options.table ?? 'conveyor_offsets')

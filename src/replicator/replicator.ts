@@ -26,15 +26,23 @@ import { FencedError, type FencedSink, type ReplicaEvent } from './sink.ts'
 
 /** What a decoder is given: one record's value bytes (never `null`: tombstones are skipped before). */
 export interface RecordToDecode {
+  /** The topic the record was read from. */
   readonly topic: string
+  /** The value bytes. */
   readonly value: Buffer
+  /** The record's headers. */
   readonly headers: ReadonlyMap<string, Buffer>
 }
 
+/** Options of {@link createReplicator}. */
 export interface ReplicatorOptions<T, Token> {
+  /** The broker the events are read from (and dead letters written to). */
   transport: Transport
+  /** The consumer group; the sink keeps its positions per group too. */
   groupId: string
+  /** The topics of change events. */
   topics: string[]
+  /** Where the events are applied, fenced per partition. */
   sink: FencedSink<T, Token>
   /**
    * Turns a record's value into an event. Throw a `DecodeError` (its `reason` names the
@@ -53,8 +61,11 @@ export interface ReplicatorOptions<T, Token> {
   commitInterval?: number
   /** How long `stop()` and a revocation wait for a write in flight, ms. Default 30 000. */
   drainTimeout?: number
+  /** Classic protocol: how long the broker keeps a member without heartbeats, ms. Default 30 000. */
   sessionTimeout?: number
+  /** Classic protocol: how often the member sends a heartbeat, ms. Default 3 000. */
   heartbeatInterval?: number
+  /** `consumer` for the KIP-848 protocol; default `classic`. */
   groupProtocol?: 'classic' | 'consumer'
 }
 
@@ -63,6 +74,7 @@ const tombstone = Symbol('tombstone')
 
 /** The replicator; `consumer` is the runtime underneath (for health and metrics wiring). */
 export class Replicator<T, Token> {
+  /** The consumer underneath: its state, status and diagnostics channels are the replicator's. */
   readonly consumer: ConveyorConsumer
   readonly #sink: FencedSink<T, Token>
   readonly #groupId: string
@@ -114,14 +126,17 @@ export class Replicator<T, Token> {
     })
   }
 
+  /** The consumer's state. */
   get state(): ConsumerState {
     return this.consumer.state
   }
 
+  /** The consumer's status, and the partitions (`topic:partition`) whose writes the fence refused. */
   status(): ConsumerStatus & { fenced: string[] } {
     return { ...this.consumer.status(), fenced: [...this.#fenced] }
   }
 
+  /** Joins the group; partitions are applied as they are assigned. */
   start(): Promise<void> {
     return this.consumer.start()
   }

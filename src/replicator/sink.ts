@@ -18,16 +18,23 @@ import type { TopicPartition } from '../transport/types.ts'
 
 /** An event to apply: a decoded record of one partition. */
 export interface ReplicaEvent<T> {
+  /** The topic it was read from. */
   readonly topic: string
+  /** Its partition. */
   readonly partition: number
+  /** Its offset in the partition. */
   readonly offset: bigint
+  /** The record's key bytes, or `null`. */
   readonly key: Buffer | null
+  /** The record's headers. */
   readonly headers: ReadonlyMap<string, Buffer>
+  /** The decoded value. */
   readonly value: T
 }
 
 /** What `acquire` gives: the fence token of this ownership and where the partition goes on. */
 export interface Acquired<Token> {
+  /** Sent with each write of this ownership; stale once another member acquires the partition. */
   token: Token
   /** The offset after the last event applied in the sink; `undefined` when it has none (the group's offset applies). */
   next: bigint | undefined
