@@ -5,5 +5,6 @@
  */
 import type { Command } from '../src/cli/command.ts'
 import { demoCommand, dispatcherCommand } from './dispatcher/cli.ts'
+import { replicatorCommand } from './replicator/cli.ts'
 
-export const applicationCommands: readonly Command[] = [dispatcherCommand, demoCommand]
+export const applicationCommands: readonly Command[] = [dispatcherCommand, demoCommand, replicatorCommand]

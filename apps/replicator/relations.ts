@@ -20,7 +20,7 @@
  * A relationship: `{resource: {type: {namespace, name}, id}, relation, subject: {subject:
  * {type: {namespace, name}, id}, relation?}}`, every named field a non-empty string.
  */
-import { DecodeError } from '../../src/codec/json.ts'
+import { DecodeError, preview } from '../../src/codec/json.ts'
 
 /** A typed object of the relations graph. */
 export interface RelationObject {
@@ -48,11 +48,12 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
 
 const isName = (value: unknown): value is string => typeof value === 'string' && value.length > 0
 
+/** Parsed JSON, or a `DecodeError` that shows the start of the text once (not V8's message, which copies it). */
 function parse(text: string, reason: string, what: string): unknown {
   try {
     return JSON.parse(text)
   } catch (error) {
-    throw new DecodeError(reason, `${what} is not JSON: ${(error as Error).message}`, error)
+    throw new DecodeError(reason, `${what} is not JSON: ${preview(Buffer.from(text))}`, error)
   }
 }
 

@@ -61,6 +61,8 @@ export interface ConfigExtension {
   validate(config: Record<string, unknown>, fail: (path: string, message: string) => never): void
   /** Set when the application declares its consumers itself. */
   consumersOptional?: boolean
+  /** The application's own command-line flags (without `--`), each setting a path. */
+  flags?: Record<string, { path: string; parse?: (value: string) => unknown }>
 }
 
 export interface LoadedConfig {
@@ -213,7 +215,7 @@ export async function loadConfig({
     setPath(merged, path, parse ? parse(value) : value)
     sources.set(path, `env ${name}`)
   }
-  for (const [name, { path, parse }] of Object.entries(flagMap)) {
+  for (const [name, { path, parse }] of Object.entries({ ...flagMap, ...extension?.flags })) {
     const value = flags[name]
     if (value === undefined) continue
     setPath(merged, path, parse ? parse(value) : value)

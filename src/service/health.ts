@@ -74,6 +74,12 @@ export class HealthMonitor {
     ]
   }
 
+  /** Watches these groups too (consumers made after the monitor). */
+  watch(groups: readonly string[]): void {
+    for (const group of groups)
+      if (!this.#groups.has(group)) this.#groups.set(group, { state: 'new', partitions: 0, lastFetch: 0 })
+  }
+
   start(): this {
     for (const [name, handler] of this.#handlers) subscribe(name, handler)
     this.#timer = setInterval(() => this.#refreshFiles(), this.#options.interval)

@@ -12,6 +12,7 @@ import { createProducer } from '../producer/producer.ts'
 import type { Routes } from '../routing/routes.ts'
 import { AvroCodec } from '../schema/avro-codec.ts'
 import { SchemaRegistryClient } from '../schema/registry-client.ts'
+import type { Transport } from '../transport/types.ts'
 import { type LoadedConfig, resolveSecret } from './config.ts'
 import { HealthMonitor } from './health.ts'
 import { startServiceHttp } from './http.ts'
@@ -40,6 +41,21 @@ export interface ServiceExtras {
   onStop?: () => Promise<void>
   /** Adds the application's own metrics to the service's registry (served at `/metrics`). */
   metrics?: (registry: Registry) => void
+  /**
+   * Consumers the application makes itself (a replicator, say) on the service's transport:
+   * started after the configured ones, watched by health, lag and `/status` like them, and
+   * drained with them at stop.
+   */
+  members?: (transport: Transport) => ServiceMember[]
+}
+
+/** A consumer an application adds to a service (see `ServiceExtras.members`). */
+export interface ServiceMember {
+  groupId: string
+  topics: string[]
+  start(): Promise<void>
+  stop(): Promise<void>
+  status(): unknown
 }
 
 /** The registry client a configuration describes, or `undefined` without `registry`. */
@@ -87,6 +103,8 @@ export async function runService(
   const disableLogging = enableLogging({ logger, sampleEvery: config.log.sampleEvery })
   const metrics = enableMetrics()
   extras.metrics?.(metrics.registry)
+  const members: ServiceMember[] = []
+  const groups = () => [...config.consumers.map((c) => c.groupId), ...members.map((m) => m.groupId)]
   const health = new HealthMonitor({
     groups: config.consumers.map((c) => c.groupId),
     ...config.health,
@@ -98,7 +116,10 @@ export async function runService(
     host: config.http.host,
     health,
     metrics: metrics.registry,
-    status: () => ({ consumers: consumers.map((c) => c.status()), ...extras.status?.() })
+    status: () => ({
+      consumers: [...consumers.map((c) => c.status()), ...members.map((m) => m.status())],
+      ...extras.status?.()
+    })
   }).catch((error) => {
     // Nothing else has started: leave no timer or hook behind, so the process can exit.
     health.stop()
@@ -135,16 +156,19 @@ export async function runService(
       })
     )
   }
+  members.push(...(extras.members?.(transport) ?? []))
+  health.watch(members.map((m) => m.groupId))
   for (const consumer of consumers) await consumer.start()
+  for (const member of members) await member.start()
   const lag = new LagMonitor({
     connection,
-    groups: config.consumers.map((c) => c.groupId),
+    groups: groups(),
     registry: metrics.registry
   }).start()
   logger.info(
     {
       url,
-      consumers: config.consumers.map((c) => ({ group: c.groupId, topics: c.topics })),
+      consumers: [...config.consumers, ...members].map((c) => ({ group: c.groupId, topics: c.topics })),
       brokers: connection.brokers
     },
     'service started'
@@ -160,7 +184,7 @@ export async function runService(
       logger.info('service stopping')
       // The consumers mark themselves stopping at once (a handler failing from now on is
       // abandoned, never retried or dead-lettered); only then are the waits ended.
-      const drained = Promise.all(consumers.map((c) => c.stop()))
+      const drained = Promise.all([...consumers.map((c) => c.stop()), ...members.map((m) => m.stop())])
       extras.onStopping?.()
       await drained
       await lag.stop()

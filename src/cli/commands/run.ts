@@ -22,11 +22,14 @@ export function serviceCommand<Config>({
   summary,
   usage,
   load,
-  start
+  start,
+  flags = []
 }: {
   name: string
   summary: string
   usage: string
+  /** Further string flags the command takes (passed to `load` with the others). */
+  flags?: string[]
   load(options: { file: string | undefined; flags: Record<string, string | undefined> }): Promise<Config>
   start(config: Config): Promise<RunningService>
 }): Command {
@@ -41,7 +44,8 @@ export function serviceCommand<Config>({
           brokers: { type: 'string' },
           port: { type: 'string' },
           'log-level': { type: 'string' },
-          help: { type: 'boolean', short: 'h' }
+          help: { type: 'boolean', short: 'h' },
+          ...Object.fromEntries(flags.map((flag) => [flag, { type: 'string' as const }]))
         }
       })
       if (values.help) {
@@ -50,7 +54,14 @@ export function serviceCommand<Config>({
       }
       const config = await load({
         file: values.config,
-        flags: { brokers: values.brokers, port: values.port, 'log-level': values['log-level'] }
+        flags: {
+          brokers: values.brokers,
+          port: values.port,
+          'log-level': values['log-level'],
+          ...Object.fromEntries(
+            flags.map((flag) => [flag, (values as Record<string, unknown>)[flag] as string | undefined])
+          )
+        }
       })
       // The service logs its start (with its URL) as JSON: nothing else is written here,
       // so that the output stays one JSON log stream.

@@ -56,16 +56,16 @@ test('a command name can be registered once, and never with the name of a librar
   )
 })
 
-test('`conveyor --help` from the executable lists the applications after `run`, as before: run, dispatcher, demo, produce, …', async () => {
+test('`conveyor --help` from the executable lists the applications after `run`: run, dispatcher, demo, replicator, produce, …', async () => {
   const bin = new URL('../../../bin/conveyor.js', import.meta.url).pathname
   const { stdout } = await promisify(execFile)(process.execPath, [bin, '--help'], { encoding: 'utf8' })
   const names = stdout
     .split('\n')
     .map((line) => /^ {2}(\S+) {2,}/.exec(line)?.[1])
     .filter((name) => name !== undefined)
-  assert.deepEqual(names.slice(0, 4), ['run', 'dispatcher', 'demo', 'produce'])
+  assert.deepEqual(names.slice(0, 5), ['run', 'dispatcher', 'demo', 'replicator', 'produce'])
   assert.deepEqual(
-    names.slice(3),
+    names.slice(4),
     libraryCommands.slice(1).map((c) => c.name)
   )
 })

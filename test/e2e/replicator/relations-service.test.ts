@@ -1,0 +1,110 @@
+/**
+ * The relations replicator as users run it (`conveyor replicator`'s service, in process):
+ * Debezium envelopes from the broker applied to a PostgreSQL relations table in order,
+ * bad input dead-lettered with its reason, the probe files and /health/ready reflecting
+ * the broker and the database.
+ */
+import assert from 'node:assert/strict'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { loadReplicatorConfig } from '../../../apps/replicator/config.ts'
+import { listRelations } from '../../../apps/replicator/relations-store.ts'
+import { runRelationsReplicator } from '../../../apps/replicator/service.ts'
+import { waitFor } from '../../../src/util/wait.ts'
+import { cleanup, readAll, testConnection, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
+import { usePool, useTable } from '../../helpers/postgres.ts'
+
+const object = (name: string, id: string) => ({ type: { namespace: 'rbac', name }, id })
+const member = (group: string, user: string) => ({
+  resource: object('group', group),
+  relation: 'member',
+  subject: { subject: object('principal', user) }
+})
+const envelope = (payload: unknown) =>
+  JSON.stringify({
+    schema: { type: 'string', name: 'io.debezium.data.Json' },
+    payload: JSON.stringify(payload)
+  })
+
+test('the relations replicator applies Debezium events in order to its PostgreSQL table, dead-letters bad input with its reason, and its probe files follow readiness', async (t) => {
+  const topic = await useTopic(t, { partitions: 3 })
+  const groupId = useGroup(t)
+  const pool = usePool(t)
+  const relations = useTable(t, pool, 'relations')
+  const positions = useTable(t, pool, 'positions')
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-replicator-'))
+  const file = join(dir, 'replicator.yaml')
+  writeFileSync(
+    file,
+    [
+      'http: { port: 0, host: 127.0.0.1 }',
+      'log: { level: warn }',
+      `health: { livenessFile: ${join(dir, 'live')}, readinessFile: ${join(dir, 'ready')}, interval: 200 }`,
+      `replicator: { positionsTable: ${positions}, relationsTable: ${relations}, retry: { initialDelay: 100, maxDelay: 1000 } }`,
+      'postgres: { checkInterval: 500 }'
+    ].join('\n')
+  )
+  const loaded = await loadReplicatorConfig({
+    file,
+    env: {
+      KAFKA_SERVERS: testConnection().brokers.join(','),
+      RBAC_KAFKA_CONSUMER_TOPIC: topic,
+      RBAC_KAFKA_CONSUMER_GROUP_ID: groupId,
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test'
+    }
+  })
+  const service = await runRelationsReplicator(loaded)
+  cleanup(t, () => service.stop())
+
+  await useProducer(t).send({
+    messages: [
+      { topic, key: 'g1', value: envelope({ relations_to_add: [member('g1', 'u1'), member('g1', 'u2')] }) },
+      {
+        topic,
+        key: 'g1',
+        value: envelope({ relations_to_add: [member('g1', 'u3')], relations_to_remove: [member('g1', 'u1')] })
+      },
+      { topic, key: 'g2', value: envelope({ relations_to_add: [member('g2', 'u1')] }) },
+      { topic, key: 'g2', value: envelope({ relations_to_remove: [member('g2', 'u1')] }) },
+      { topic, key: 'g3', value: 'not json' },
+      { topic, key: 'g3', value: envelope({ org_id: '1', workspace: { id: 'w1' }, operation: 'create' }) },
+      { topic, key: 'g3', value: envelope({ relations_to_add: [member('g3', 'u9')] }) }
+    ]
+  })
+  const client = await pool.connect()
+  cleanup(t, () => client.release())
+  const expected = [
+    'rbac/group:g1#member@rbac/principal:u2',
+    'rbac/group:g1#member@rbac/principal:u3',
+    'rbac/group:g3#member@rbac/principal:u9'
+  ]
+  await waitFor(
+    async () => JSON.stringify(await listRelations(client, relations)) === JSON.stringify(expected),
+    {
+      timeout: 60_000,
+      description: 'the relations the events leave'
+    }
+  )
+  const dead = await readAll(t, `${topic}.dlq`, 2)
+  assert.deepEqual(dead.map((r) => r.headers.get('dlq_reason')?.toString()).sort(), [
+    'invalid_json',
+    'unsupported_payload'
+  ])
+
+  const ready = await fetch(`${service.url}/health/ready`)
+  assert.equal(ready.status, 200, await ready.text())
+  await waitFor(() => existsSync(join(dir, 'ready')) && existsSync(join(dir, 'live')), {
+    description: 'both probe files'
+  })
+  await service.stop()
+  assert.equal(existsSync(join(dir, 'ready')), false, 'readiness file removed at stop')
+})
+
+test('with KAFKA_ENABLED=false the replicator says so and stops at once', async () => {
+  const loaded = await loadReplicatorConfig({ env: { KAFKA_ENABLED: 'false' } })
+  const service = await runRelationsReplicator(loaded)
+  await service.stopped
+  assert.equal(service.replicator, undefined)
+})
