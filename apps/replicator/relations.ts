@@ -52,8 +52,9 @@ const isName = (value: unknown): value is string => typeof value === 'string' &&
 function parse(text: string, reason: string, what: string): unknown {
   try {
     return JSON.parse(text)
-  } catch (error) {
-    throw new DecodeError(reason, `${what} is not JSON: ${preview(Buffer.from(text))}`, error)
+  } catch {
+    // Without the parser's error as the cause: its message copies the text, and logs print causes.
+    throw new DecodeError(reason, `${what} is not JSON: ${preview(Buffer.from(text))}`)
   }
 }
 

@@ -15,6 +15,7 @@ import { runRelationsReplicator } from '../../../apps/replicator/service.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { cleanup, readAll, testConnection, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
 import { usePool, useTable } from '../../helpers/postgres.ts'
+import { useTcpProxy } from '../../helpers/tcp-proxy.ts'
 
 const object = (name: string, id: string) => ({ type: { namespace: 'rbac', name }, id })
 const member = (group: string, user: string) => ({
@@ -107,4 +108,59 @@ test('with KAFKA_ENABLED=false the replicator says so and stops at once', async 
   const service = await runRelationsReplicator(loaded)
   await service.stopped
   assert.equal(service.replicator, undefined)
+})
+
+test('while PostgreSQL is unreachable the replicator is not ready (the readiness file goes, the liveness file stays) and its events wait; once it answers, they are applied', async (t) => {
+  const topic = await useTopic(t, { partitions: 1 })
+  const groupId = useGroup(t)
+  const pool = usePool(t)
+  const relations = useTable(t, pool, 'relations')
+  const positions = useTable(t, pool, 'positions')
+  const proxy = await useTcpProxy(t, { host: '127.0.0.1', port: 5432 })
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-replicator-'))
+  const file = join(dir, 'replicator.yaml')
+  writeFileSync(
+    file,
+    [
+      'http: { port: 0, host: 127.0.0.1 }',
+      'log: { level: error }',
+      `health: { livenessFile: ${join(dir, 'live')}, readinessFile: ${join(dir, 'ready')}, interval: 200 }`,
+      `replicator: { positionsTable: ${positions}, relationsTable: ${relations}, retry: { initialDelay: 100, maxDelay: 1000 } }`,
+      'postgres: { checkInterval: 300 }'
+    ].join('\n')
+  )
+  const service = await runRelationsReplicator(
+    await loadReplicatorConfig({
+      file,
+      env: {
+        KAFKA_SERVERS: testConnection().brokers.join(','),
+        RBAC_KAFKA_CONSUMER_TOPIC: topic,
+        RBAC_KAFKA_CONSUMER_GROUP_ID: groupId,
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${proxy.port}/test`
+      }
+    })
+  )
+  cleanup(t, () => service.stop())
+  const readiness = async () => (await fetch(`${service.url}/health/ready`)).status
+  await waitFor(async () => (await readiness()) === 200, { timeout: 30_000, description: 'ready' })
+
+  proxy.cut()
+  await waitFor(async () => (await readiness()) === 503, { timeout: 10_000, description: 'not ready' })
+  await waitFor(() => !existsSync(join(dir, 'ready')), { description: 'the readiness file gone' })
+  assert.ok(existsSync(join(dir, 'live')), 'the liveness file stays')
+  assert.equal((await fetch(`${service.url}/health/live`)).status, 200)
+  await useProducer(t).send({
+    messages: [{ topic, key: 'g1', value: envelope({ relations_to_add: [member('g1', 'u1')] }) }]
+  })
+  await new Promise((resolve) => setTimeout(resolve, 2_000))
+  const client = await pool.connect()
+  cleanup(t, () => client.release())
+  assert.deepEqual(await listRelations(client, relations), [], 'nothing applied while the database is away')
+
+  proxy.restore()
+  await waitFor(async () => (await readiness()) === 200, { timeout: 30_000, description: 'ready again' })
+  await waitFor(async () => (await listRelations(client, relations)).length === 1, {
+    timeout: 30_000,
+    description: 'the event applied'
+  })
 })
