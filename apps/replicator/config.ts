@@ -6,6 +6,7 @@
  */
 import { type ConfigExtension, type LoadedConfig, loadConfig, type Secret } from '../../src/service/config.ts'
 import { splitList } from '../../src/util/list.ts'
+import type { MetricNames } from './metrics.ts'
 
 export interface ReplicatorSection {
   /** Off (KAFKA_ENABLED=false): the command says so and exits 0. Default true. */
@@ -25,6 +26,8 @@ export interface ReplicatorSection {
   positionsTable: string
   /** The relations table. Default `relations`. */
   relationsTable: string
+  /** `rbac`: the replicator's metrics under the seed consumer's names (`rbac_kafka_consumer_*`). Default `conveyor`. */
+  metricNames: MetricNames
 }
 
 export interface PostgresSection {
@@ -52,7 +55,8 @@ export const replicatorDefaults: ReplicatorConfig = {
     retry: { initialDelay: 1_000, maxDelay: 300_000 },
     migrate: true,
     positionsTable: 'conveyor_offsets',
-    relationsTable: 'relations'
+    relationsTable: 'relations',
+    metricNames: 'conveyor'
   },
   postgres: { url: 'postgres://postgres@127.0.0.1:5432/postgres', poolSize: 10, checkInterval: 30_000 }
 }
@@ -63,7 +67,8 @@ export const replicatorEnv: ConfigExtension['env'] = {
   RBAC_KAFKA_CONSUMER_TOPIC: { path: 'replicator.topic' },
   RBAC_KAFKA_CONSUMER_GROUP_ID: { path: 'replicator.groupId' },
   REPLICATOR_DEAD_LETTER_TOPIC: { path: 'replicator.deadLetterTopic' },
-  DATABASE_URL: { path: 'postgres.url' }
+  DATABASE_URL: { path: 'postgres.url' },
+  REPLICATOR_METRIC_NAMES: { path: 'replicator.metricNames' }
 }
 
 const isDelay = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value > 0
@@ -95,6 +100,8 @@ export const replicatorExtension: ConfigExtension = {
     for (const key of ['positionsTable', 'relationsTable'] as const)
       if (!isTable(replicator[key]))
         fail(`replicator.${key}`, 'must be a table name, optionally schema.table')
+    if (!['conveyor', 'rbac'].includes(replicator.metricNames))
+      fail('replicator.metricNames', 'must be conveyor or rbac')
     if (postgres.url === undefined) fail('postgres.url', 'is required (or DATABASE_URL)')
     if (!Number.isInteger(postgres.poolSize) || postgres.poolSize < 1)
       fail('postgres.poolSize', 'must be an integer ≥ 1')

@@ -13,6 +13,7 @@ import { createReplicator, type Replicator } from '../../src/replicator/replicat
 import { resolveSecret } from '../../src/service/config.ts'
 import { type RunningService, runService } from '../../src/service/run.ts'
 import type { LoadedReplicatorConfig } from './config.ts'
+import { replicatorMetrics } from './metrics.ts'
 import { decodeRelationsEvent, type RelationsChange } from './relations.ts'
 import { applyRelations, migrateRelations } from './relations-store.ts'
 
@@ -119,7 +120,11 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
   const database = new DatabaseCheck(pool, config.postgres.checkInterval)
   await database.check()
   let replicator: Replicator<RelationsChange, bigint> | undefined
+  let stopMetrics = () => {}
   const service = await runService(loaded, {
+    metrics: (registry) => {
+      stopMetrics = replicatorMetrics(registry, settings.groupId, settings.metricNames)
+    },
     members: (transport) => {
       replicator = createReplicator({
         transport,
@@ -144,10 +149,12 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
     },
     healthChecks: { postgres: () => database.problems() },
     onStop: async () => {
+      stopMetrics()
       database.stop()
       await pool.end()
     }
   }).catch(async (error) => {
+    stopMetrics()
     database.stop()
     await pool.end()
     throw error

@@ -43,7 +43,7 @@ test('the relations replicator applies Debezium events in order to its PostgreSQ
       'http: { port: 0, host: 127.0.0.1 }',
       'log: { level: warn }',
       `health: { livenessFile: ${join(dir, 'live')}, readinessFile: ${join(dir, 'ready')}, interval: 200 }`,
-      `replicator: { positionsTable: ${positions}, relationsTable: ${relations}, retry: { initialDelay: 100, maxDelay: 1000 } }`,
+      `replicator: { positionsTable: ${positions}, relationsTable: ${relations}, metricNames: rbac, retry: { initialDelay: 100, maxDelay: 1000 } }`,
       'postgres: { checkInterval: 500 }'
     ].join('\n')
   )
@@ -93,6 +93,30 @@ test('the relations replicator applies Debezium events in order to its PostgreSQ
     'invalid_json',
     'unsupported_payload'
   ])
+
+  // The seed consumer's metric names (metricNames: rbac), so its dashboards keep working.
+  const metrics = await (await fetch(`${service.url}/metrics`)).text()
+  const value = (series: string) =>
+    Number(
+      metrics
+        .split('\n')
+        .find((line) => line.startsWith(`${series} `))
+        ?.split(' ')[1]
+    )
+  assert.equal(
+    value('rbac_kafka_consumer_messages_processed_total{message_type="relations",status="success"}'),
+    5
+  )
+  assert.equal(
+    value('rbac_kafka_consumer_messages_processed_total{message_type="debezium",status="dead_lettered"}'),
+    2
+  )
+  assert.equal(value('rbac_kafka_consumer_validation_errors_total{error_type="invalid_json"}'), 1)
+  assert.equal(value('rbac_kafka_consumer_validation_errors_total{error_type="unsupported_payload"}'), 1)
+  assert.match(
+    metrics,
+    /^rbac_kafka_consumer_message_processing_duration_seconds_count\{message_type="relations"\} 5$/m
+  )
 
   const ready = await fetch(`${service.url}/health/ready`)
   assert.equal(ready.status, 200, await ready.text())
