@@ -11,9 +11,10 @@
  * | `retry_attempts_total` | `retry_reason` (the error's code or class), `attempt_number` (1–9, then 10+) |
  * | `message_retry_duration_seconds` | `retry_reason`: from the first attempt to success, for events that were retried |
  * | `fencing_rejections_total` | writes the fence refused (another member took the partition) |
+ * | `blocked_partitions` (gauge) | partitions whose next event waits for a retry |
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { Counter, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
   Channels,
   type DeadLetteredEvent,
@@ -78,6 +79,13 @@ export function replicatorMetrics(
     help: 'Writes refused by the fence: another member had taken the partition.',
     registers
   })
+  const blocked = new Gauge({
+    name: `${prefix}blocked_partitions`,
+    help: 'Partitions whose next event waits for a retry.',
+    registers
+  })
+  /** Partitions with an event in retries, by topic:partition. */
+  const waiting = new Set<string>()
   /** The last retry reason of each event being retried, by topic:partition:offset. */
   const lastReason = new Map<string, string>()
   const key = (r: { topic: string; partition: number; offset: bigint }) =>
@@ -98,6 +106,7 @@ export function replicatorMetrics(
           event.outcome === 'dead-lettered' ? 'dead_lettered' : type === 'tombstone' ? 'skipped' : 'success'
         processed.inc({ message_type: type, status })
         duration.observe({ message_type: type }, event.duration / 1_000)
+        if (waiting.delete(`${event.record.topic}:${event.record.partition}`)) blocked.set(waiting.size)
         const reason = lastReason.get(key(event.record))
         if (reason !== undefined) {
           lastReason.delete(key(event.record))
@@ -113,6 +122,8 @@ export function replicatorMetrics(
         if (event.groupId !== groupId) return
         const reason = reasonOf(event.error)
         lastReason.set(key(event.message), reason)
+        waiting.add(`${event.message.topic}:${event.message.partition}`)
+        blocked.set(waiting.size)
         retries.inc({
           retry_reason: reason,
           attempt_number: event.attempt >= 10 ? '10+' : String(event.attempt)

@@ -27,6 +27,7 @@ test('retries count by reason and attempt, an event that succeeded after retries
     attempt: 1,
     delay: 10
   })
+  assert.match(await registry.metrics(), /^conveyor_replicator_blocked_partitions 1$/m)
   channel(Channels.messageHandled).publish({
     groupId: 'replica',
     message: { ...record, type: 'event' },
@@ -59,4 +60,9 @@ test('retries count by reason and attempt, an event that succeeded after retries
     /^conveyor_replicator_messages_processed_total\{message_type="relations",status="success"\} 1$/m
   )
   assert.match(text, /^conveyor_replicator_fencing_rejections_total 1$/m)
+  assert.match(
+    text,
+    /^conveyor_replicator_blocked_partitions 0$/m,
+    'the partition goes on once its event succeeded'
+  )
 })
