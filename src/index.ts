@@ -63,7 +63,13 @@ export {
   Replicator,
   type ReplicatorOptions
 } from './replicator/replicator.ts'
-export { type Acquired, FencedError, type FencedSink, type ReplicaEvent } from './replicator/sink.ts'
+export {
+  type Acquired,
+  FencedError,
+  type FencedSink,
+  type ReplicaEvent,
+  type SkipRequests
+} from './replicator/sink.ts'
 export {
   type BoundedRetry,
   backoff,

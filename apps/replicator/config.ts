@@ -26,6 +26,13 @@ export interface ReplicatorSection {
   positionsTable: string
   /** The relations table. Default `relations`. */
   relationsTable: string
+  /**
+   * An invalid event: `dead-letter` (default) it and go on, or `block` the partition at it
+   * until `conveyor replicator skip` releases that one event (to the dead-letter topic).
+   */
+  onInvalid: 'dead-letter' | 'block'
+  /** The table of skip requests (`onInvalid: block`). Default `conveyor_skips`. */
+  skipsTable: string
   /** `rbac`: the replicator's metrics under the seed consumer's names (`rbac_kafka_consumer_*`). Default `conveyor`. */
   metricNames: MetricNames
 }
@@ -56,6 +63,8 @@ export const replicatorDefaults: ReplicatorConfig = {
     migrate: true,
     positionsTable: 'conveyor_offsets',
     relationsTable: 'relations',
+    onInvalid: 'dead-letter',
+    skipsTable: 'conveyor_skips',
     metricNames: 'conveyor'
   },
   postgres: { url: 'postgres://postgres@127.0.0.1:5432/postgres', poolSize: 10, checkInterval: 30_000 }
@@ -68,7 +77,8 @@ export const replicatorEnv: ConfigExtension['env'] = {
   RBAC_KAFKA_CONSUMER_GROUP_ID: { path: 'replicator.groupId' },
   REPLICATOR_DEAD_LETTER_TOPIC: { path: 'replicator.deadLetterTopic' },
   DATABASE_URL: { path: 'postgres.url' },
-  REPLICATOR_METRIC_NAMES: { path: 'replicator.metricNames' }
+  REPLICATOR_METRIC_NAMES: { path: 'replicator.metricNames' },
+  REPLICATOR_ON_INVALID: { path: 'replicator.onInvalid' }
 }
 
 const isDelay = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value > 0
@@ -97,7 +107,9 @@ export const replicatorExtension: ConfigExtension = {
     if (replicator.retry.maxDelay < replicator.retry.initialDelay)
       fail('replicator.retry.maxDelay', 'must be at least replicator.retry.initialDelay')
     if (typeof replicator.migrate !== 'boolean') fail('replicator.migrate', 'must be true or false')
-    for (const key of ['positionsTable', 'relationsTable'] as const)
+    if (!['dead-letter', 'block'].includes(replicator.onInvalid))
+      fail('replicator.onInvalid', 'must be dead-letter or block')
+    for (const key of ['positionsTable', 'relationsTable', 'skipsTable'] as const)
       if (!isTable(replicator[key]))
         fail(`replicator.${key}`, 'must be a table name, optionally schema.table')
     if (!['conveyor', 'rbac'].includes(replicator.metricNames))

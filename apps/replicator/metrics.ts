@@ -11,7 +11,7 @@
  * | `retry_attempts_total` | `retry_reason` (the error's code or class), `attempt_number` (1–9, then 10+) |
  * | `message_retry_duration_seconds` | `retry_reason`: from the first attempt to success, for events that were retried |
  * | `fencing_rejections_total` | writes the fence refused (another member took the partition) |
- * | `blocked_partitions` (gauge) | partitions whose next event waits for a retry |
+ * | `blocked_partitions` (gauge) | partitions whose next event waits for a retry, or (`onInvalid: block`) for an operator |
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
@@ -20,7 +20,8 @@ import {
   type DeadLetteredEvent,
   type ErrorEvent,
   type MessageHandledEvent,
-  type MessageRetryEvent
+  type MessageRetryEvent,
+  type PartitionsEvent
 } from '../../src/instrumentation/channels.ts'
 
 export type MetricNames = 'conveyor' | 'rbac'
@@ -131,6 +132,15 @@ export function replicatorMetrics(
       }
     ],
     [
+      Channels.revoked,
+      (m) => {
+        const event = m as PartitionsEvent
+        if (event.groupId !== groupId) return
+        for (const { topic, partition } of event.partitions) waiting.delete(`${topic}:${partition}`)
+        blocked.set(waiting.size)
+      }
+    ],
+    [
       Channels.deadLettered,
       (m) => {
         const event = m as DeadLetteredEvent
@@ -141,7 +151,12 @@ export function replicatorMetrics(
       Channels.error,
       (m) => {
         const event = m as ErrorEvent
-        if (event.groupId === groupId && event.context === 'fenced') fenced.inc()
+        if (event.groupId !== groupId) return
+        if (event.context === 'fenced') fenced.inc()
+        if (event.context === 'blocked' && event.partition) {
+          waiting.add(`${event.partition.topic}:${event.partition.partition}`)
+          blocked.set(waiting.size)
+        }
       }
     ]
   ]

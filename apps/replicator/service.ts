@@ -21,7 +21,7 @@ export interface RunningReplicator extends RunningService {
   replicator: Replicator<RelationsChange, bigint> | undefined
 }
 
-interface PgModule {
+export interface PgModule {
   default: {
     Pool: new (
       options: Record<string, unknown>
@@ -30,7 +30,7 @@ interface PgModule {
 }
 
 /** node-postgres, which the replicator needs and the rest of Conveyor does not. */
-async function loadPg(): Promise<PgModule['default']> {
+export async function loadPg(): Promise<PgModule['default']> {
   try {
     return ((await import('pg')) as unknown as PgModule).default
   } catch (error) {
@@ -101,6 +101,7 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
     pool,
     groupId: settings.groupId,
     table: settings.positionsTable,
+    skipsTable: settings.skipsTable,
     apply: applyRelations(settings.relationsTable)
   })
   try {
@@ -134,6 +135,8 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
         decode: decodeRelationsEvent,
         retry: settings.retry,
         concurrency: settings.concurrency,
+        onInvalid: settings.onInvalid,
+        skips: sink.skips,
         ...(settings.deadLetterTopic ? { deadLetterTopic: () => settings.deadLetterTopic! } : {})
       })
       const running = replicator

@@ -116,6 +116,8 @@ export interface ErrorEvent {
   error: unknown
   fatal: boolean
   context: string
+  /** The partition concerned, when there is one (a replicator's `fenced` or `blocked`). */
+  partition?: TopicPartition
 }
 
 export const messageHandledChannel = channel(Channels.messageHandled)

@@ -19,7 +19,7 @@
  * Conveyor does not depend on `pg`: pass any pool with `connect()` (node-postgres' `Pool`).
  */
 import type { TopicPartition } from '../transport/types.ts'
-import { type Acquired, FencedError, type FencedSink, type ReplicaEvent } from './sink.ts'
+import { type Acquired, FencedError, type FencedSink, type ReplicaEvent, type SkipRequests } from './sink.ts'
 
 /** The part of a node-postgres client the sink uses. */
 export interface SqlClient {
@@ -65,12 +65,16 @@ export interface PostgresSinkOptions<T> {
    * fence. ms, default 10 000.
    */
   idleInTransactionTimeout?: number
+  /** The table of operators' skip requests (`onInvalid: 'block'`). Default `conveyor_skips`. */
+  skipsTable?: string
 }
 
 /** The PostgreSQL sink, with `migrate` to create its positions table. */
 export interface PostgresSink<T> extends FencedSink<T, bigint> {
   /** Creates the positions table if it does not exist. */
   migrate(): Promise<void>
+  /** Operators' requests to skip a blocked invalid event, kept in the skips table. */
+  readonly skips: SkipRequests
   /** The recorded positions of the group, per `topic:partition` (for operators and tests). */
   positions(): Promise<Map<string, { next: bigint | undefined; epoch: bigint }>>
 }
@@ -106,6 +110,18 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
   const { pool, groupId, apply } = options
   const table = identifier(options.table ?? 'conveyor_offsets')
   const idleTimeout = Math.max(1, Math.round(options.idleInTransactionTimeout ?? 10_000))
+  const skipsTable = identifier(options.skipsTable ?? 'conveyor_skips')
+  const run = async (text: string, values: unknown[]) => {
+    const client = await checkOut(pool)
+    try {
+      const result = await client.query(text, values)
+      client.release()
+      return result
+    } catch (error) {
+      client.release(error as Error)
+      throw error
+    }
+  }
 
   return {
     async migrate() {
@@ -119,6 +135,16 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
              next_offset bigint,
              epoch bigint NOT NULL,
              PRIMARY KEY (group_id, topic, partition)
+           )`
+        )
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${skipsTable} (
+             group_id text NOT NULL,
+             topic text NOT NULL,
+             partition integer NOT NULL,
+             "offset" bigint NOT NULL,
+             requested_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (group_id, topic, partition, "offset")
            )`
         )
       } finally {
@@ -183,6 +209,22 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
         if (open) await client.query('ROLLBACK').catch(() => {})
         client.release(error as Error)
         throw error
+      }
+    },
+
+    skips: {
+      async request({ topic, partition }, offset) {
+        await run(
+          `INSERT INTO ${skipsTable} (group_id, topic, partition, "offset") VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+          [groupId, topic, partition, offset.toString()]
+        )
+      },
+      async requested({ topic, partition }, offset) {
+        const { rows } = await run(
+          `SELECT 1 FROM ${skipsTable} WHERE group_id = $1 AND topic = $2 AND partition = $3 AND "offset" = $4`,
+          [groupId, topic, partition, offset.toString()]
+        )
+        return rows.length > 0
       }
     },
 

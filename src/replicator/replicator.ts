@@ -12,17 +12,20 @@
  *
  * A failing write is retried for ever (capped backoff with jitter) and blocks only its own
  * partition. A value the decoder refuses (a `DecodeError`) goes to the dead-letter topic
- * with the error's reason, and the partition goes on. A tombstone (no value) is skipped.
+ * with the error's reason, and the partition goes on; with `onInvalid: 'block'` the
+ * partition stops at it instead, until an operator asks for that one event to be skipped
+ * (`skips.request`), and then it goes to the dead-letter topic. A tombstone is skipped.
  */
-import type { Codec } from '../codec/json.ts'
+import { type Codec, DecodeError } from '../codec/json.ts'
 import { type ConveyorConsumer, createConsumer } from '../consumer/consumer.ts'
 import type { ConsumerState, ConsumerStatus } from '../consumer/options.ts'
-import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { ConveyorError, ErrorCodes, NonRetryableError } from '../core/errors.ts'
 import type { Message } from '../core/message.ts'
 import { errorChannel } from '../instrumentation/channels.ts'
 import { forever, type RetryForever } from '../retry/policy.ts'
 import { partitionKey, type TopicPartition, type Transport } from '../transport/types.ts'
-import { FencedError, type FencedSink, type ReplicaEvent } from './sink.ts'
+import { wait } from '../util/wait.ts'
+import { FencedError, type FencedSink, type ReplicaEvent, type SkipRequests } from './sink.ts'
 
 /** What a decoder is given: one record's value bytes (never `null`: tombstones are skipped before). */
 export interface RecordToDecode {
@@ -49,6 +52,17 @@ export interface ReplicatorOptions<T, Token> {
    * problem, e.g. `invalid_json`) for input that can never be applied: it is dead-lettered.
    */
   decode(record: RecordToDecode): T | Promise<T>
+  /**
+   * A value the decoder refuses: `dead-letter` (default) sends it to the dead-letter topic
+   * with its reason and the partition goes on; `block` stops the partition at it until
+   * `skips` says to skip it (then it is dead-lettered), for pipelines where a gap is worse
+   * than a halt.
+   */
+  onInvalid?: 'dead-letter' | 'block'
+  /** Operators' skip requests, needed with `onInvalid: 'block'` (`postgresSink(…).skips`). */
+  skips?: SkipRequests
+  /** How often a blocked partition asks whether it may skip its event, ms. Default 1000. */
+  skipPollInterval?: number
   /** How failed writes are retried: for ever, by default from 1 s doubling to a 5 min cap, with jitter. */
   retry?: Partial<Omit<RetryForever, 'kind'>>
   /** Partitions applied at the same time. Default 16. */
@@ -72,6 +86,22 @@ export interface ReplicatorOptions<T, Token> {
 /** A value the codec let through for a tombstone. */
 const tombstone = Symbol('tombstone')
 
+/** A value the decoder refused, let through in `block` mode to stop its partition. */
+class Invalid {
+  readonly error: DecodeError
+  constructor(error: DecodeError) {
+    this.error = error
+  }
+}
+
+/** An event a partition stopped at (`onInvalid: 'block'`), as `status()` shows it. */
+export interface BlockedEvent {
+  offset: string
+  reason: string
+  error: string
+  since: string
+}
+
 /** The replicator; `consumer` is the runtime underneath (for health and metrics wiring). */
 export class Replicator<T, Token> {
   /** The consumer underneath: its state, status and diagnostics channels are the replicator's. */
@@ -83,11 +113,36 @@ export class Replicator<T, Token> {
   /** Partitions whose writes the fence refused: nothing more is applied until they are assigned again. */
   readonly #fenced = new Set<string>()
   readonly #stopping = new AbortController()
+  readonly #skips: SkipRequests | undefined
+  readonly #skipPollInterval: number
+  /** Partitions stopped at an invalid event, by `topic:partition`. */
+  readonly #blocked = new Map<string, BlockedEvent>()
 
   constructor(options: ReplicatorOptions<T, Token>) {
     this.#sink = options.sink
     this.#groupId = options.groupId
-    const decode = options.decode
+    const block = options.onInvalid === 'block'
+    if (block && options.skips === undefined)
+      throw new ConveyorError(
+        ErrorCodes.INVALID_OPTION,
+        'onInvalid: block needs skips (where operators ask to skip a blocked event)',
+        { path: 'skips' }
+      )
+    if (options.onInvalid !== undefined && !['dead-letter', 'block'].includes(options.onInvalid))
+      throw new ConveyorError(ErrorCodes.INVALID_OPTION, 'onInvalid must be "dead-letter" or "block"', {
+        path: 'onInvalid'
+      })
+    this.#skips = options.skips
+    this.#skipPollInterval = options.skipPollInterval ?? 1_000
+    const decode = async (record: RecordToDecode) => {
+      if (!block) return options.decode(record)
+      try {
+        return await options.decode(record)
+      } catch (error) {
+        if (error instanceof DecodeError) return new Invalid(error)
+        throw error
+      }
+    }
     const codec: Codec = {
       name: 'replicator',
       decode: (bytes, context) =>
@@ -132,8 +187,24 @@ export class Replicator<T, Token> {
   }
 
   /** The consumer's status, and the partitions (`topic:partition`) whose writes the fence refused. */
-  status(): ConsumerStatus & { fenced: string[] } {
-    return { ...this.consumer.status(), fenced: [...this.#fenced] }
+  status(): ConsumerStatus & {
+    fenced: string[]
+    blocked: Array<BlockedEvent & { topic: string; partition: number }>
+  } {
+    const status = this.consumer.status()
+    const blocked = [...this.#blocked].map(([key, event]) => {
+      const at = key.lastIndexOf(':')
+      return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)), ...event }
+    })
+    return {
+      ...status,
+      partitions: status.partitions.map((p) => {
+        const event = this.#blocked.get(partitionKey(p.topic, p.partition))
+        return event === undefined ? p : { ...p, blocked: event }
+      }),
+      fenced: [...this.#fenced],
+      blocked
+    }
   }
 
   /** Joins the group; partitions are applied as they are assigned. */
@@ -162,10 +233,12 @@ export class Replicator<T, Token> {
     const key = partitionKey(tp.topic, tp.partition)
     this.#tokens.delete(key)
     this.#fenced.delete(key)
+    this.#blocked.delete(key)
   }
 
   async #apply(message: Message<unknown>, signal: AbortSignal): Promise<void> {
     if (message.value === tombstone) return
+    if (message.value instanceof Invalid) return this.#block(message, message.value.error, signal)
     const tp = { topic: message.topic, partition: message.partition }
     const key = partitionKey(tp.topic, tp.partition)
     const token = this.#tokens.get(key)
@@ -183,9 +256,43 @@ export class Replicator<T, Token> {
     } catch (error) {
       if (!(error instanceof FencedError)) throw error // retried, for ever
       this.#fenced.add(key)
-      errorChannel.publish({ groupId: this.#groupId, error, fatal: false, context: 'fenced' })
+      errorChannel.publish({ groupId: this.#groupId, error, fatal: false, context: 'fenced', partition: tp })
       return this.#idle(signal)
     }
+  }
+
+  /**
+   * `onInvalid: 'block'`: the partition stops at this event until an operator asks to skip
+   * it; then it fails for good, which sends it to the dead-letter topic with the decoder's
+   * reason, and the partition goes on.
+   */
+  async #block(message: Message<unknown>, error: DecodeError, signal: AbortSignal): Promise<never> {
+    const tp = { topic: message.topic, partition: message.partition }
+    const key = partitionKey(tp.topic, tp.partition)
+    this.#blocked.set(key, {
+      offset: String(message.offset),
+      reason: error.reason,
+      error: error.message,
+      since: new Date().toISOString()
+    })
+    errorChannel.publish({ groupId: this.#groupId, error, fatal: false, context: 'blocked', partition: tp })
+    const ended = AbortSignal.any([signal, this.#stopping.signal])
+    try {
+      while (!ended.aborted) {
+        const skip = await this.#skips!.requested(tp, message.offset).catch(() => false)
+        if (skip)
+          throw new NonRetryableError(`skipped by an operator: ${error.message}`, {
+            reason: error.reason,
+            cause: error
+          })
+        await wait(this.#skipPollInterval, ended)
+      }
+    } finally {
+      this.#blocked.delete(key)
+    }
+    throw new ConveyorError(ErrorCodes.STATE, 'the replicator stopped or lost the partition', {
+      retryable: true
+    })
   }
 
   /**

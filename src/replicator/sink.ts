@@ -58,6 +58,18 @@ export interface FencedSink<T, Token = unknown> {
   ): Promise<void>
 }
 
+/**
+ * Where an operator's requests to skip one invalid event are kept, for a replicator that
+ * blocks on invalid input (`onInvalid: 'block'`): the blocked partition asks, now and then,
+ * whether its event may go (to the dead-letter topic) so the partition goes on.
+ */
+export interface SkipRequests {
+  /** Asks that the event at `offset` of `partition` be dead-lettered and skipped. */
+  request(partition: TopicPartition, offset: bigint): Promise<void>
+  /** Whether that has been asked. */
+  requested(partition: TopicPartition, offset: bigint): Promise<boolean>
+}
+
 /** A write refused because another member has taken the partition since this one acquired it. */
 export class FencedError extends ConveyorError {
   constructor(partition: TopicPartition, detail: string) {

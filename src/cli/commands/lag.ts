@@ -22,7 +22,18 @@ ${environmentHelp}
 
 ${exitCodesHelp}`
 
-type Row = LagRow & { paused?: boolean; blocking?: ConsumerStatus['partitions'][number]['retrying'] }
+/** An invalid event a replicator's partition stopped at (`onInvalid: block`), from its `/status`. */
+interface BlockedAt {
+  offset: string
+  reason: string
+  error: string
+}
+
+type Row = LagRow & {
+  paused?: boolean
+  blocking?: ConsumerStatus['partitions'][number]['retrying']
+  blocked?: BlockedAt
+}
 
 export const lagCommand: Command = {
   name: 'lag',
@@ -60,6 +71,8 @@ export const lagCommand: Command = {
         if (partition) {
           row.paused = partition.paused
           row.blocking = partition.retrying
+          const blocked = (partition as { blocked?: BlockedAt }).blocked
+          if (blocked) row.blocked = blocked
         }
       }
     }
@@ -73,7 +86,8 @@ export const lagCommand: Command = {
       io.out(
         `${r.topic}/${r.partition}  committed ${r.committed ?? '-'}  end ${r.end}  lag ${r.lag}` +
           `${r.lagSeconds === null ? '' : ` (${r.lagSeconds} s)`}` +
-          `${stuck ? `  blocked at offset ${stuck.offset} key ${stuck.key ?? '-'} attempt ${stuck.attempt}, next retry ${stuck.nextRetryAt}: ${stuck.error}` : ''}`
+          `${stuck ? `  blocked at offset ${stuck.offset} key ${stuck.key ?? '-'} attempt ${stuck.attempt}, next retry ${stuck.nextRetryAt}: ${stuck.error}` : ''}` +
+          `${r.blocked ? `  stopped at invalid offset ${r.blocked.offset} (${r.blocked.reason}): ${r.blocked.error}; \`conveyor replicator skip --partition ${r.partition} --offset ${r.blocked.offset}\` releases it` : ''}`
       )
     }
     return 0

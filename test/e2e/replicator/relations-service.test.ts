@@ -13,6 +13,7 @@ import { loadReplicatorConfig } from '../../../apps/replicator/config.ts'
 import { listRelations } from '../../../apps/replicator/relations-store.ts'
 import { runRelationsReplicator } from '../../../apps/replicator/service.ts'
 import { waitFor } from '../../../src/util/wait.ts'
+import { conveyor } from '../../helpers/cli.ts'
 import { cleanup, readAll, testConnection, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
 import { usePool, useTable } from '../../helpers/postgres.ts'
 import { useTcpProxy } from '../../helpers/tcp-proxy.ts'
@@ -187,4 +188,86 @@ test('while PostgreSQL is unreachable the replicator is not ready (the readiness
     timeout: 30_000,
     description: 'the event applied'
   })
+})
+
+test('with onInvalid: block a partition stops at an invalid event (still ready, shown by /status, the metrics and `conveyor lag`) while the others go on, until `conveyor replicator skip` sends that one event to the DLQ', async (t) => {
+  const topic = await useTopic(t, { partitions: 2 })
+  const groupId = useGroup(t)
+  const pool = usePool(t)
+  const relations = useTable(t, pool, 'relations')
+  const positions = useTable(t, pool, 'positions')
+  const skips = useTable(t, pool, 'skips')
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-replicator-'))
+  const file = join(dir, 'replicator.yaml')
+  writeFileSync(
+    file,
+    [
+      `kafka: { brokers: [${testConnection().brokers.join(', ')}] }`,
+      'http: { port: 0, host: 127.0.0.1 }',
+      'log: { level: error }',
+      `health: { livenessFile: ${join(dir, 'live')}, readinessFile: ${join(dir, 'ready')}, interval: 200 }`,
+      `replicator: { topic: ${topic}, groupId: ${groupId}, onInvalid: block, positionsTable: ${positions}, relationsTable: ${relations}, skipsTable: ${skips} }`,
+      "postgres: { url: 'postgres://postgres@127.0.0.1:5432/test' }"
+    ].join('\n')
+  )
+  const service = await runRelationsReplicator(await loadReplicatorConfig({ file, env: {} }))
+  cleanup(t, () => service.stop())
+  await useProducer(t).send({
+    messages: [
+      { topic, partition: 0, value: envelope({ relations_to_add: [member('g1', 'u1')] }) },
+      { topic, partition: 0, value: 'not json' },
+      { topic, partition: 0, value: envelope({ relations_to_add: [member('g1', 'u2')] }) },
+      { topic, partition: 1, value: envelope({ relations_to_add: [member('g2', 'u1')] }) },
+      { topic, partition: 1, value: envelope({ relations_to_add: [member('g2', 'u2')] }) }
+    ]
+  })
+  const client = await pool.connect()
+  cleanup(t, () => client.release())
+  await waitFor(async () => (await listRelations(client, relations)).length === 3, {
+    timeout: 60_000,
+    description: 'partition 1 applied, partition 0 up to the invalid event'
+  })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  assert.deepEqual(await listRelations(client, relations), [
+    'rbac/group:g1#member@rbac/principal:u1',
+    'rbac/group:g2#member@rbac/principal:u1',
+    'rbac/group:g2#member@rbac/principal:u2'
+  ])
+  assert.equal(
+    (await fetch(`${service.url}/health/ready`)).status,
+    200,
+    'a blocked partition is not a reason to restart or unroute'
+  )
+  const status = (await (await fetch(`${service.url}/status`)).json()) as {
+    consumers: Array<{ blocked?: Array<{ partition: number; offset: string; reason: string }> }>
+  }
+  assert.deepEqual(
+    status.consumers
+      .flatMap((c) => c.blocked ?? [])
+      .map(({ partition, offset, reason }) => ({ partition, offset, reason })),
+    [{ partition: 0, offset: '1', reason: 'invalid_json' }]
+  )
+  assert.match(
+    await (await fetch(`${service.url}/metrics`)).text(),
+    /^conveyor_replicator_blocked_partitions 1$/m
+  )
+  const lag = await conveyor(['lag', groupId, '--service', service.url], {
+    CONVEYOR_KAFKA_BROKERS: testConnection().brokers.join(',')
+  })
+  assert.equal(lag.code, 0, lag.stderr)
+  assert.match(lag.stdout, new RegExp(`${topic}/0 .*stopped at invalid offset 1 \\(invalid_json\\)`))
+
+  const skipped = await conveyor(['replicator', 'skip', '-c', file, '--partition', '0', '--offset', '1'])
+  assert.equal(skipped.code, 0, skipped.stderr)
+  await waitFor(async () => (await listRelations(client, relations)).length === 4, {
+    timeout: 30_000,
+    description: 'partition 0 going on after the skip'
+  })
+  const [dead] = await readAll(t, `${topic}.dlq`, 1)
+  assert.equal(dead?.headers.get('dlq_reason')?.toString(), 'invalid_json')
+  assert.equal(dead?.headers.get('dlq_source_offset')?.toString(), '1')
+  assert.match(
+    await (await fetch(`${service.url}/metrics`)).text(),
+    /^conveyor_replicator_blocked_partitions 0$/m
+  )
 })
