@@ -85,14 +85,22 @@ async function assertExactlyOnce(pool: pg.Pool, ledger: string, state: string, c
   )
 }
 
+// The sizes of the SIGKILL run; the acceptance's full size is
+// CONVEYOR_REPLICATOR_EVENTS=100000 CONVEYOR_REPLICATOR_PARTITIONS=12 CONVEYOR_REPLICATOR_KEYS=2000.
+const size = {
+  events: Number(process.env.CONVEYOR_REPLICATOR_EVENTS ?? 12_000),
+  partitions: Number(process.env.CONVEYOR_REPLICATOR_PARTITIONS ?? 6),
+  keys: Number(process.env.CONVEYOR_REPLICATOR_KEYS ?? 400)
+}
+
 test('killed with SIGKILL three times and scaled 1 → 3 → 1 while 5% of the sink’s transactions fail, the replicator applies every event exactly once, in partition order, and the state equals a serial replay', async (t) => {
-  const count = 12_000
-  const keys = 400
-  const run = await setUp(t, { partitions: 6, failRate: 0.05, sessionTimeout: 6_000 })
+  const count = size.events
+  const keys = size.keys
+  const run = await setUp(t, { partitions: size.partitions, failRate: 0.05, sessionTimeout: 6_000 })
   await produce(t, run.topic, count, keys)
   const until = (share: number) =>
     waitFor(async () => (await run.applied()) >= count * share, {
-      timeout: 120_000,
+      timeout: Math.max(120_000, count * 10),
       interval: 50,
       description: `${share * 100}% applied`
     })
