@@ -91,7 +91,10 @@ export class HealthMonitor {
   stop(): void {
     clearInterval(this.#timer)
     for (const [name, handler] of this.#handlers) unsubscribe(name, handler)
+    // The process is going: neither file may outlive it (a process killed outright cannot
+    // remove them, so a probe should also check the liveness file's age).
     if (this.#options.readinessFile) rmSync(this.#options.readinessFile, { force: true })
+    if (this.#options.livenessFile) rmSync(this.#options.livenessFile, { force: true })
   }
 
   /** Always true while the process answers: a hung event loop cannot answer at all. */

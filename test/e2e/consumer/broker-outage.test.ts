@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { Admin } from '@platformatic/kafka'
+import { loadReplicatorConfig } from '../../../apps/replicator/config.ts'
+import { runRelationsReplicator } from '../../../apps/replicator/service.ts'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { LocalKafka } from '../../../src/dev/kafka/index.ts'
 import { Channels } from '../../../src/instrumentation/channels.ts'
@@ -15,6 +17,7 @@ import { HealthMonitor } from '../../../src/service/health.ts'
 import { startServiceHttp } from '../../../src/service/http.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import { cleanup, uniqueName } from '../../helpers/kafka.ts'
+import { usePool, useTable } from '../../helpers/postgres.ts'
 import { configFile, handlersModule, startService } from '../../helpers/service.ts'
 
 // A broker of its own, to stop and start under a running consumer.
@@ -199,4 +202,48 @@ test('a service started with `conveyor run` turns unready while its broker is do
   })
   service.child.kill('SIGTERM')
   assert.equal(await service.exited, 0)
+})
+
+test('the relations replicator’s probe files follow the seed’s table: both present while running (idle too), the readiness file gone while the broker is down and back after it, both gone once the process stops', async (t) => {
+  const topic = uniqueName('replica')
+  const admin = new Admin(clientOptions(connection))
+  await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 })
+  await admin.close()
+  const pool = usePool(t)
+  const relations = useTable(t, pool, 'relations')
+  const positions = useTable(t, pool, 'positions')
+  const skips = useTable(t, pool, 'skips')
+  const dir = mkdtempSync(join(tmpdir(), 'probe-'))
+  const live = join(dir, 'kubernetes-liveness')
+  const ready = join(dir, 'kubernetes-readiness')
+  const config = configFile(
+    [
+      'http: { port: 0, host: 127.0.0.1 }',
+      'log: { level: error }',
+      `health: { stallTimeout: 3000, interval: 200, livenessFile: ${live}, readinessFile: ${ready} }`,
+      `replicator: { groupId: ${uniqueName('replica')}, positionsTable: ${positions}, relationsTable: ${relations}, skipsTable: ${skips} }`,
+      "postgres: { url: 'postgres://postgres@127.0.0.1:5432/test' }"
+    ].join('\n')
+  )
+  const service = await runRelationsReplicator(
+    await loadReplicatorConfig({
+      file: config,
+      env: { KAFKA_SERVERS: connection.brokers.join(','), RBAC_KAFKA_CONSUMER_TOPIC: topic }
+    })
+  )
+  cleanup(t, () => service.stop())
+  await waitFor(() => existsSync(live) && existsSync(ready), {
+    timeout: 30_000,
+    description: 'both files while running and idle'
+  })
+  await kafka.stopBroker(1)
+  await waitFor(() => !existsSync(ready), {
+    timeout: 30_000,
+    description: 'the readiness file gone, broker down'
+  })
+  assert.ok(existsSync(live), 'the liveness file stays: restarting would not bring the broker back')
+  await kafka.startBroker(1)
+  await waitFor(() => existsSync(ready), { timeout: 90_000, description: 'the readiness file back' })
+  await service.stop()
+  assert.equal(existsSync(live) || existsSync(ready), false, 'both files gone with the process')
 })

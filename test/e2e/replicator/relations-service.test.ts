@@ -126,6 +126,7 @@ test('the relations replicator applies Debezium events in order to its PostgreSQ
   })
   await service.stop()
   assert.equal(existsSync(join(dir, 'ready')), false, 'readiness file removed at stop')
+  assert.equal(existsSync(join(dir, 'live')), false, 'liveness file removed at stop: the process is gone')
 })
 
 test('with KAFKA_ENABLED=false the replicator says so and stops at once', async () => {
