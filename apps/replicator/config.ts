@@ -11,6 +11,11 @@ import type { MetricNames } from './metrics.ts'
 export interface ReplicatorSection {
   /** Off (KAFKA_ENABLED=false): the command says so and exits 0. Default true. */
   enabled: boolean
+  /**
+   * Where the relations go: `postgres` (default; the table, positions in the same
+   * transaction: exactly once) or `grpc` (a relations API, a lock per partition: effectively once).
+   */
+  sink: 'postgres' | 'grpc'
   /** The topic of change events. Default `outbox.event.relations`. */
   topic: string
   groupId: string
@@ -46,9 +51,19 @@ export interface PostgresSection {
   checkInterval: number
 }
 
+export interface RelationsApiSection {
+  /** `host:port` of the relations API (`sink: grpc`). */
+  address: string
+  /** Deadline of each call, ms. Default 10 000. */
+  timeout: number
+  /** TLS with the system's CAs. Default false. */
+  tls: boolean
+}
+
 export interface ReplicatorConfig {
   replicator: ReplicatorSection
   postgres: PostgresSection
+  relationsApi: RelationsApiSection
 }
 
 const bool = (value: string) => /^(1|true|yes|on)$/i.test(value.trim())
@@ -56,6 +71,7 @@ const bool = (value: string) => /^(1|true|yes|on)$/i.test(value.trim())
 export const replicatorDefaults: ReplicatorConfig = {
   replicator: {
     enabled: true,
+    sink: 'postgres',
     topic: 'outbox.event.relations',
     groupId: 'conveyor-replicator',
     concurrency: 16,
@@ -67,7 +83,8 @@ export const replicatorDefaults: ReplicatorConfig = {
     skipsTable: 'conveyor_skips',
     metricNames: 'conveyor'
   },
-  postgres: { url: 'postgres://postgres@127.0.0.1:5432/postgres', poolSize: 10, checkInterval: 30_000 }
+  postgres: { url: 'postgres://postgres@127.0.0.1:5432/postgres', poolSize: 10, checkInterval: 30_000 },
+  relationsApi: { address: 'localhost:9000', timeout: 10_000, tls: false }
 }
 
 export const replicatorEnv: ConfigExtension['env'] = {
@@ -78,7 +95,9 @@ export const replicatorEnv: ConfigExtension['env'] = {
   REPLICATOR_DEAD_LETTER_TOPIC: { path: 'replicator.deadLetterTopic' },
   DATABASE_URL: { path: 'postgres.url' },
   REPLICATOR_METRIC_NAMES: { path: 'replicator.metricNames' },
-  REPLICATOR_ON_INVALID: { path: 'replicator.onInvalid' }
+  REPLICATOR_ON_INVALID: { path: 'replicator.onInvalid' },
+  REPLICATOR_SINK: { path: 'replicator.sink' },
+  RELATION_API_SERVER: { path: 'relationsApi.address' }
 }
 
 const isDelay = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value > 0
@@ -94,7 +113,15 @@ export const replicatorExtension: ConfigExtension = {
   secrets: ['postgres.url'],
   consumersOptional: true,
   validate(raw, fail) {
-    const { replicator, postgres } = raw as unknown as ReplicatorConfig
+    const { replicator, postgres, relationsApi } = raw as unknown as ReplicatorConfig
+    if (!['postgres', 'grpc'].includes(replicator.sink)) fail('replicator.sink', 'must be postgres or grpc')
+    if (replicator.sink === 'grpc') {
+      if (typeof relationsApi.address !== 'string' || !/^[^\s:]+:\d+$/.test(relationsApi.address))
+        fail('relationsApi.address', 'must be host:port')
+      if (!isDelay(relationsApi.timeout)) fail('relationsApi.timeout', 'must be a number of ms > 0')
+      if (replicator.onInvalid === 'block')
+        fail('replicator.onInvalid', 'block keeps its skip requests in PostgreSQL: it needs sink: postgres')
+    }
     if (typeof replicator.enabled !== 'boolean') fail('replicator.enabled', 'must be true or false')
     if (typeof replicator.topic !== 'string' || replicator.topic.length === 0)
       fail('replicator.topic', 'is required')

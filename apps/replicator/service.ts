@@ -10,15 +10,85 @@ import { ConveyorError, ErrorCodes } from '../../src/core/errors.ts'
 import { createLogger } from '../../src/instrumentation/logging.ts'
 import { postgresSink, type SqlPool } from '../../src/replicator/postgres.ts'
 import { createReplicator, type Replicator } from '../../src/replicator/replicator.ts'
+import type { FencedSink, SkipRequests } from '../../src/replicator/sink.ts'
 import { resolveSecret } from '../../src/service/config.ts'
 import { type RunningService, runService } from '../../src/service/run.ts'
 import type { LoadedReplicatorConfig } from './config.ts'
+import { grpcRelationsSink } from './grpc-sink.ts'
 import { replicatorMetrics } from './metrics.ts'
 import { decodeRelationsEvent, type RelationsChange } from './relations.ts'
 import { applyRelations, migrateRelations } from './relations-store.ts'
 
 export interface RunningReplicator extends RunningService {
-  replicator: Replicator<RelationsChange, bigint> | undefined
+  replicator: Replicator<RelationsChange, unknown> | undefined
+}
+
+/** Where the relations go, and what the service watches and closes for it. */
+interface Backend {
+  sink: FencedSink<RelationsChange, unknown>
+  skips?: SkipRequests
+  healthChecks: Record<string, () => string[]>
+  close(): Promise<void>
+}
+
+/** The PostgreSQL relations table, positions in the same transactions: exactly once. */
+async function postgresBackend({ config, sources }: LoadedReplicatorConfig): Promise<Backend> {
+  const settings = config.replicator
+  const { Pool } = await loadPg()
+  const pool = new Pool({
+    connectionString: resolveSecret(config.postgres.url, 'postgres.url', sources),
+    max: config.postgres.poolSize,
+    connectionTimeoutMillis: 10_000
+  })
+  pool.on('error', () => {}) // an idle session lost; the next query reports it
+  const sink = postgresSink<RelationsChange>({
+    pool,
+    groupId: settings.groupId,
+    table: settings.positionsTable,
+    skipsTable: settings.skipsTable,
+    apply: applyRelations(settings.relationsTable)
+  })
+  try {
+    if (settings.migrate) {
+      await sink.migrate()
+      const client = await pool.connect()
+      try {
+        await migrateRelations(client, settings.relationsTable)
+      } finally {
+        client.release()
+      }
+    }
+  } catch (error) {
+    await pool.end()
+    throw error
+  }
+  const database = new DatabaseCheck(pool, config.postgres.checkInterval)
+  await database.check()
+  return {
+    sink: sink as FencedSink<RelationsChange, unknown>,
+    skips: sink.skips,
+    healthChecks: { postgres: () => database.problems() },
+    close: async () => {
+      database.stop()
+      await pool.end()
+    }
+  }
+}
+
+/** A relations API over gRPC, a lock per partition: effectively once (see grpc-sink.ts). */
+async function relationsApiBackend({ config }: LoadedReplicatorConfig): Promise<Backend> {
+  const api = config.relationsApi
+  const sink = await grpcRelationsSink({
+    address: api.address,
+    groupId: config.replicator.groupId,
+    timeout: api.timeout,
+    tls: api.tls
+  })
+  return {
+    sink: sink as FencedSink<RelationsChange, unknown>,
+    healthChecks: {},
+    close: async () => sink.close()
+  }
 }
 
 export interface PgModule {
@@ -90,37 +160,8 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
     logger.info('the replicator is disabled (replicator.enabled / KAFKA_ENABLED is false): nothing to do')
     return { url: '', replicator: undefined, stop: async () => {}, stopped: Promise.resolve() }
   }
-  const { Pool } = await loadPg()
-  const pool = new Pool({
-    connectionString: resolveSecret(config.postgres.url, 'postgres.url', sources),
-    max: config.postgres.poolSize,
-    connectionTimeoutMillis: 10_000
-  })
-  pool.on('error', () => {}) // an idle session lost; the next query reports it
-  const sink = postgresSink<RelationsChange>({
-    pool,
-    groupId: settings.groupId,
-    table: settings.positionsTable,
-    skipsTable: settings.skipsTable,
-    apply: applyRelations(settings.relationsTable)
-  })
-  try {
-    if (settings.migrate) {
-      await sink.migrate()
-      const client = await pool.connect()
-      try {
-        await migrateRelations(client, settings.relationsTable)
-      } finally {
-        client.release()
-      }
-    }
-  } catch (error) {
-    await pool.end()
-    throw error
-  }
-  const database = new DatabaseCheck(pool, config.postgres.checkInterval)
-  await database.check()
-  let replicator: Replicator<RelationsChange, bigint> | undefined
+  const backend = settings.sink === 'grpc' ? await relationsApiBackend(loaded) : await postgresBackend(loaded)
+  let replicator: Replicator<RelationsChange, unknown> | undefined
   let stopMetrics = () => {}
   const service = await runService(loaded, {
     metrics: (registry) => {
@@ -131,12 +172,12 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
         transport,
         groupId: settings.groupId,
         topics: [settings.topic],
-        sink,
+        sink: backend.sink,
         decode: decodeRelationsEvent,
         retry: settings.retry,
         concurrency: settings.concurrency,
         onInvalid: settings.onInvalid,
-        skips: sink.skips,
+        ...(backend.skips ? { skips: backend.skips } : {}),
         ...(settings.deadLetterTopic ? { deadLetterTopic: () => settings.deadLetterTopic! } : {})
       })
       const running = replicator
@@ -150,16 +191,14 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
         }
       ]
     },
-    healthChecks: { postgres: () => database.problems() },
+    healthChecks: backend.healthChecks,
     onStop: async () => {
       stopMetrics()
-      database.stop()
-      await pool.end()
+      await backend.close()
     }
   }).catch(async (error) => {
     stopMetrics()
-    database.stop()
-    await pool.end()
+    await backend.close()
     throw error
   })
   logger.info(
