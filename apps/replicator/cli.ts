@@ -56,7 +56,15 @@ async function skip(argv: string[], io: Parameters<Command['run']>[1]): Promise<
       path: '--offset'
     })
   const partition = integerOption(values.partition, '--partition', { min: 0 })
-  const offset = BigInt(integerOption(values.offset, '--offset', { min: 0 }))
+  if (!/^\d+$/.test(values.offset))
+    throw new ConveyorError(
+      ErrorCodes.INVALID_OPTION,
+      `--offset must be an offset (an integer ≥ 0), got "${values.offset}"`,
+      {
+        path: '--offset'
+      }
+    )
+  const offset = BigInt(values.offset)
   const { config, sources } = await loadReplicatorConfig({
     ...(values.config ? { file: values.config } : {}),
     flags: { topic: values.topic }

@@ -18,7 +18,10 @@
  * | `invalid_resource_context` | has a `resource_context` that is not an object |
  *
  * A relationship: `{resource: {type: {namespace, name}, id}, relation, subject: {subject:
- * {type: {namespace, name}, id}, relation?}}`, every named field a non-empty string.
+ * {type: {namespace, name}, id}, relation?}}`, every named field a non-empty string without
+ * NUL characters, namespaces, names and relations of at most 64 bytes (UTF-8) and ids of at
+ * most 256: what the relations table's key can always hold, so no valid event is one that
+ * PostgreSQL refuses for ever.
  */
 import { DecodeError, preview } from '../../src/codec/json.ts'
 
@@ -46,7 +49,14 @@ export interface RelationsChange {
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value)
 
-const isName = (value: unknown): value is string => typeof value === 'string' && value.length > 0
+/** A non-empty string PostgreSQL can store in a key column: no NUL, at most `bytes` UTF-8 bytes. */
+const fits = (value: unknown, bytes: number): value is string =>
+  typeof value === 'string' &&
+  value.length > 0 &&
+  !value.includes('\u0000') &&
+  Buffer.byteLength(value) <= bytes
+const isName = (value: unknown): value is string => fits(value, 64)
+const isId = (value: unknown): value is string => fits(value, 256)
 
 /** Parsed JSON, or a `DecodeError` that shows the start of the text once (not V8's message, which copies it). */
 function parse(text: string, reason: string, what: string): unknown {
@@ -62,9 +72,9 @@ function parse(text: string, reason: string, what: string): unknown {
 function objectProblem(value: unknown, path: string): string | undefined {
   if (!isObject(value)) return `${path} is not an object`
   if (!isObject(value.type)) return `${path}.type is not an object`
-  if (!isName(value.type.namespace)) return `${path}.type.namespace is not a non-empty string`
-  if (!isName(value.type.name)) return `${path}.type.name is not a non-empty string`
-  if (!isName(value.id)) return `${path}.id is not a non-empty string`
+  if (!isName(value.type.namespace)) return `${path}.type.namespace is not a name (1–64 bytes, no NUL)`
+  if (!isName(value.type.name)) return `${path}.type.name is not a name (1–64 bytes, no NUL)`
+  if (!isId(value.id)) return `${path}.id is not an id (1–256 bytes, no NUL)`
   return undefined
 }
 
@@ -75,13 +85,13 @@ function relationship(value: unknown, path: string): Relationship {
   if (!isObject(value)) return fail(`${path} is not an object`)
   const resource = objectProblem(value.resource, `${path}.resource`)
   if (resource) fail(resource)
-  if (!isName(value.relation)) fail(`${path}.relation is not a non-empty string`)
+  if (!isName(value.relation)) fail(`${path}.relation is not a name (1–64 bytes, no NUL)`)
   if (!isObject(value.subject)) return fail(`${path}.subject is not an object`)
   const subject = objectProblem(value.subject.subject, `${path}.subject.subject`)
   if (subject) fail(subject)
   const subjectRelation = value.subject.relation
   if (subjectRelation !== undefined && subjectRelation !== null && !isName(subjectRelation))
-    fail(`${path}.subject.relation is not a non-empty string`)
+    fail(`${path}.subject.relation is not a name (1–64 bytes, no NUL)`)
   const pick = (o: Record<string, unknown>): RelationObject => {
     const type = o.type as Record<string, string>
     return { type: { namespace: type.namespace!, name: type.name! }, id: o.id as string }

@@ -172,15 +172,25 @@ export class Membership {
 
   #subscribe(): Promise<Subscription> {
     let subscription: Subscription | undefined
+    let failedEarly: Error | undefined
     const created = this.#options.transport
       .subscribe(this.#options.subscribe, {
         record: this.#options.record,
         assigned: (partitions) => this.#assigned(partitions),
-        failed: (error) => void this.#recover(subscription, error),
+        // A failure before `subscribe` resolved is acted on once the subscription is this
+        // member's (the caller sets it right after).
+        failed: (error) => {
+          if (subscription === undefined) failedEarly ??= error
+          else void this.#recover(subscription, error)
+        },
         rebalancing: () => this.#rebalancing()
       })
       .then((made) => {
         subscription = made
+        if (failedEarly !== undefined) {
+          const error = failedEarly
+          setImmediate(() => void this.#recover(made, error))
+        }
         return made
       })
     this.#latest = created.catch(() => undefined)
@@ -263,7 +273,9 @@ export class Membership {
     const deadline = Date.now() + this.#options.drainTimeout
     while (running() && Date.now() < deadline && !this.#options.stopping.aborted) await sleep(5)
     if (this.#options.stopping.aborted) return this.#closing.promise
-    await this.#options.committer.commit(states)
+    // Not the partitions lost meanwhile (the subscription failed): their commit could go
+    // behind what a new owner committed.
+    await this.#options.committer.commit(states.filter((s) => !s.revoked))
   }
 
   #assigned(partitions: TopicPartition[]): void {

@@ -133,13 +133,18 @@ export class KafkaSubscription implements Subscription {
   /** The listener was told of a failure (once: it replaces the whole subscription). */
   #failed = false
   #scheduled = false
-  /** Since when fetches have been failing, and how often in a row; none while they work. */
-  #fetchTrouble: { since: number; failures: number } | undefined
+  /**
+   * Per broker (-1: the metadata), since when its fetches have been failing and how often
+   * in a row (`performance.now()` ms); none while they work.
+   */
+  readonly #trouble = new Map<number, { since: number; failures: number }>()
   /** Brokers not fetched from until the time given (their last fetch failed). */
   readonly #resting = new Map<number, number>()
   /** The next fetch round asks for fresh metadata (leaders may have moved). */
   #refreshMetadata = false
+  /** The wake-up for the earliest end of a rest, and when it fires. */
   #retryTimer: NodeJS.Timeout | undefined
+  #retryAt = Number.POSITIVE_INFINITY
   #assignmentCheck: NodeJS.Timeout | undefined
   readonly #stopped = new AbortController()
   /** Reads committed offsets with their metadata (made on first use). */
@@ -328,11 +333,12 @@ export class KafkaSubscription implements Subscription {
     this.#refreshMetadata = false
     this.#consumer.metadata({ topics: this.#options.topics, forceUpdate }, (error, metadata) => {
       if (error || !metadata) {
-        this.#fetchFailed(error ?? new Error('no metadata'))
+        this.#fetchFailed(error ?? new Error('no metadata'), -1)
         return
       }
+      this.#trouble.delete(-1)
       if (this.#closed || this.#paused) return
-      const now = Date.now()
+      const now = performance.now()
       const byNode = new Map<number, { requested: Requested; topics: Map<string, FetchTopic> }>()
       for (const position of this.#order) {
         if (position.offset === undefined || position.parked) continue
@@ -340,7 +346,14 @@ export class KafkaSubscription implements Subscription {
         const topicMetadata = metadata.topics.get(topic)
         const node = topicMetadata?.partitions[partition]?.leader
         if (!topicMetadata || node === undefined || node < 0 || this.#inflight.has(node)) continue
-        if ((this.#resting.get(node) ?? 0) > now) continue
+        const restsUntil = this.#resting.get(node)
+        if (restsUntil !== undefined) {
+          if (restsUntil > now) {
+            this.#wakeAt(restsUntil) // nothing else may come to fetch from it again
+            continue
+          }
+          this.#resting.delete(node)
+        }
         let request = byNode.get(node)
         if (!request) {
           request = { requested: new Map(), topics: new Map() }
@@ -382,7 +395,7 @@ export class KafkaSubscription implements Subscription {
         (response) => {
           this.#inflight.delete(node)
           if (this.#closed) return
-          this.#fetchTrouble = undefined
+          this.#trouble.delete(node)
           this.#resting.delete(node)
           if (fetchChannel.hasSubscribers) fetchChannel.publish({ groupId: this.#options.groupId })
           const answer = { response, requested, names }
@@ -495,21 +508,38 @@ export class KafkaSubscription implements Subscription {
    * and a round with fresh metadata follows the pause. Fetches failing for longer than a
    * session timeout, or rejected credentials, fail the subscription.
    */
-  #fetchFailed(error: Error, node?: number): void {
+  #fetchFailed(error: Error, node: number): void {
     if (this.#closed || this.#failed) return
-    const now = Date.now()
-    this.#fetchTrouble ??= { since: now, failures: 0 }
-    const trouble = this.#fetchTrouble
+    const now = performance.now()
+    let trouble = this.#trouble.get(node)
+    if (!trouble) {
+      trouble = { since: now, failures: 0 }
+      this.#trouble.set(node, trouble)
+    }
     const authentication = (translateKafkaError(error, this.#settings.connection) as { code?: string }).code
     if (authentication === ErrorCodes.KAFKA_AUTHENTICATION || now - trouble.since > this.#giveUpAfter()) {
       this.#fail(error)
       return
     }
     const delay = Math.min(fetchRetry.initialDelay * 2 ** trouble.failures++, fetchRetry.maxDelay)
-    if (node !== undefined) this.#resting.set(node, now + delay)
+    if (node >= 0) this.#resting.set(node, now + delay)
     this.#refreshMetadata = true
+    this.#wakeAt(now + delay)
+  }
+
+  /** Runs a fetch round at `time` (`performance.now()` ms), or earlier if one is due earlier. */
+  #wakeAt(time: number): void {
+    if (this.#closed || time >= this.#retryAt) return
     clearTimeout(this.#retryTimer)
-    this.#retryTimer = setTimeout(() => this.#schedule(), delay)
+    this.#retryAt = time
+    // A millisecond late rather than early: a round before the rest ended would skip the broker again.
+    this.#retryTimer = setTimeout(
+      () => {
+        this.#retryAt = Number.POSITIVE_INFINITY
+        this.#schedule()
+      },
+      Math.max(0, Math.ceil(time - performance.now())) + 1
+    )
     this.#retryTimer.unref()
   }
 

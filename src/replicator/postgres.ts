@@ -18,6 +18,7 @@
  *
  * Conveyor does not depend on `pg`: pass any pool with `connect()` (node-postgres' `Pool`).
  */
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { TopicPartition } from '../transport/types.ts'
 import { type Acquired, FencedError, type FencedSink, type ReplicaEvent, type SkipRequests } from './sink.ts'
 
@@ -109,7 +110,13 @@ async function checkOut(pool: SqlPool): Promise<PooledClient> {
 export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T> {
   const { pool, groupId, apply } = options
   const table = identifier(options.table ?? 'conveyor_offsets')
-  const idleTimeout = Math.max(1, Math.round(options.idleInTransactionTimeout ?? 10_000))
+  const idleTimeout = Math.round(options.idleInTransactionTimeout ?? 10_000)
+  if (!Number.isInteger(idleTimeout) || idleTimeout < 100 || idleTimeout > 2 ** 31 - 1)
+    throw new ConveyorError(
+      ErrorCodes.INVALID_OPTION,
+      `idleInTransactionTimeout must be between 100 and ${2 ** 31 - 1} ms, got ${options.idleInTransactionTimeout}`,
+      { path: 'idleInTransactionTimeout' }
+    )
   const skipsTable = identifier(options.skipsTable ?? 'conveyor_skips')
   const run = async (text: string, values: unknown[]) => {
     const client = await checkOut(pool)
@@ -152,8 +159,14 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
       }
     },
 
-    async acquire({ topic, partition }: TopicPartition): Promise<Acquired<bigint>> {
+    async acquire({ topic, partition }: TopicPartition, signal: AbortSignal): Promise<Acquired<bigint>> {
       const client = await checkOut(pool)
+      // Taken away again while this waited for a session: bumping the epoch now would fence
+      // out the member that owns the partition by then.
+      if (signal.aborted) {
+        client.release()
+        throw signal.reason ?? new Error('the partition was revoked before it was acquired')
+      }
       try {
         const { rows } = await client.query(
           `INSERT INTO ${table} AS t (group_id, topic, partition, next_offset, epoch)
@@ -177,6 +190,12 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
     async write(tp, events, next, token) {
       const client = await checkOut(pool)
       let open = false
+      let released = false
+      const release = (error?: Error) => {
+        if (released) return
+        released = true
+        client.release(error)
+      }
       try {
         await client.query('BEGIN')
         open = true
@@ -190,7 +209,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
         if (epoch !== token) {
           await client.query('ROLLBACK')
           open = false
-          client.release()
+          release()
           throw new FencedError(tp, `its epoch is ${epoch ?? 'gone'}, this member holds ${token}`)
         }
         const done = row!.next_offset === null ? -1n : BigInt(row!.next_offset as string)
@@ -203,11 +222,10 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
           )
         await client.query('COMMIT')
         open = false
-        client.release()
+        release()
       } catch (error) {
-        if (error instanceof FencedError) throw error
         if (open) await client.query('ROLLBACK').catch(() => {})
-        client.release(error as Error)
+        release(error as Error)
         throw error
       }
     },

@@ -139,8 +139,11 @@ export class Replicator<T, Token> {
       try {
         return await options.decode(record)
       } catch (error) {
+        // Any failure to decode stops the partition in this mode: a gap is what it avoids.
         if (error instanceof DecodeError) return new Invalid(error)
-        throw error
+        return new Invalid(
+          new DecodeError('decode_failed', `the decoder failed: ${(error as Error)?.message ?? error}`, error)
+        )
       }
     }
     const codec: Codec = {
@@ -277,15 +280,39 @@ export class Replicator<T, Token> {
     })
     errorChannel.publish({ groupId: this.#groupId, error, fatal: false, context: 'blocked', partition: tp })
     const ended = AbortSignal.any([signal, this.#stopping.signal])
+    const stopped = new Promise<false>((resolve) => {
+      if (ended.aborted) resolve(false)
+      else ended.addEventListener('abort', () => resolve(false), { once: true })
+    })
     try {
-      while (!ended.aborted) {
-        const skip = await this.#skips!.requested(tp, message.offset).catch(() => false)
+      for (let failures = 0; !ended.aborted; ) {
+        // Raced with the end: a store that does not answer must not hold up a revocation or stop.
+        const skip = await Promise.race([
+          this.#skips!.requested(tp, message.offset).then(
+            (asked) => {
+              failures = 0
+              return asked
+            },
+            (failure: unknown) => {
+              failures++
+              errorChannel.publish({
+                groupId: this.#groupId,
+                error: failure,
+                fatal: false,
+                context: 'skip-requests',
+                partition: tp
+              })
+              return false
+            }
+          ),
+          stopped
+        ])
         if (skip)
           throw new NonRetryableError(`skipped by an operator: ${error.message}`, {
             reason: error.reason,
             cause: error
           })
-        await wait(this.#skipPollInterval, ended)
+        await wait(this.#skipPollInterval * Math.min(2 ** failures, 30), ended)
       }
     } finally {
       this.#blocked.delete(key)

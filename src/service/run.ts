@@ -158,8 +158,21 @@ export async function runService(
   }
   members.push(...(extras.members?.(transport) ?? []))
   health.watch(members.map((m) => m.groupId))
-  for (const consumer of consumers) await consumer.start()
-  for (const member of members) await member.start()
+  try {
+    for (const consumer of consumers) await consumer.start()
+    for (const member of members) await member.start()
+  } catch (error) {
+    // Leave nothing running behind a service that did not start.
+    await Promise.allSettled([...consumers.map((c) => c.stop()), ...members.map((m) => m.stop())])
+    await producer?.close().catch(() => {})
+    health.stop()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    server.closeAllConnections()
+    await transport.close().catch(() => {})
+    metrics.disable()
+    disableLogging()
+    throw error
+  }
   const lag = new LagMonitor({
     connection,
     groups: groups(),
@@ -184,9 +197,11 @@ export async function runService(
       logger.info('service stopping')
       // The consumers mark themselves stopping at once (a handler failing from now on is
       // abandoned, never retried or dead-lettered); only then are the waits ended.
-      const drained = Promise.all([...consumers.map((c) => c.stop()), ...members.map((m) => m.stop())])
+      const drained = Promise.allSettled([...consumers.map((c) => c.stop()), ...members.map((m) => m.stop())])
       extras.onStopping?.()
-      await drained
+      for (const result of await drained)
+        if (result.status === 'rejected')
+          logger.error({ err: result.reason }, 'a consumer failed to stop cleanly')
       await lag.stop()
       await extras.onStop?.()
       await producer?.close()

@@ -134,6 +134,17 @@ test('a write under a token an owner took since is refused by the fence and appl
   ])
 })
 
+test('an acquire whose partition was taken away again while it waited for a session leaves the epoch alone, so it fences out no one', async (t) => {
+  const groupId = useGroup(t)
+  const { sink } = await ledgerSink(t, groupId)
+  const tp = { topic: 'late', partition: 0 }
+  const owner = await sink.acquire(tp, new AbortController().signal)
+  const revoked = new AbortController()
+  revoked.abort(new Error('revoked'))
+  await assert.rejects(sink.acquire(tp, revoked.signal), /revoked/)
+  assert.equal((await sink.positions()).get('late:0')?.epoch, owner.token, 'the epoch the owner holds')
+})
+
 test('a partition whose writes keep failing retries with backoff while the other partitions finish; once the sink accepts, it goes on in order', async (t) => {
   const topic = await useTopic(t, { partitions: 3 })
   const groupId = useGroup(t)

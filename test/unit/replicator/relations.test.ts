@@ -92,7 +92,20 @@ test('each class of bad input is refused with its own reason', () => {
         relations_to_add: [{ ...membership, subject: { subject: object('principal', 'u1'), relation: 7 } }]
       })
     ],
-    ['invalid_resource_context', envelope({ relations_to_add: [membership], resource_context: 'org 1' })]
+    ['invalid_resource_context', envelope({ relations_to_add: [membership], resource_context: 'org 1' })],
+    // What the relations table's key could never hold: PostgreSQL would refuse it for ever.
+    [
+      'invalid_relation_structure',
+      envelope({ relations_to_add: [{ ...membership, resource: object('group', 'g\u0000') }] })
+    ],
+    [
+      'invalid_relation_structure',
+      envelope({ relations_to_add: [{ ...membership, resource: object('group', 'x'.repeat(257)) }] })
+    ],
+    [
+      'invalid_relation_structure',
+      envelope({ relations_to_add: [{ ...membership, relation: 'é'.repeat(33) }] })
+    ]
   ]
   for (const [reason, value] of cases)
     assert.equal(refused(value), reason, `${reason}: ${String(value).slice(0, 80)}`)
