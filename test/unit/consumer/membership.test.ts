@@ -419,3 +419,34 @@ test('a listener that seeks back handles every record from there, even those the
   await waitFor(() => seen.length === 6)
   assert.deepEqual(seen, [0, 1, 2, 3, 4, 5])
 })
+
+test('a subscription that fails before its subscribe call resolved is not ignored: the consumer joins again and goes on', async (t) => {
+  const { transport, topic, send, groupId } = setup()
+  const listeners: SubscriptionListener[] = []
+  const failing: Transport = {
+    subscribe: async (options, listener) => {
+      listeners.push(listener)
+      const subscription = await transport.subscribe(options, listener)
+      // The first one fails at once, before the runtime has it (as a client can, while joining).
+      if (listeners.length === 1) listener.failed(new Error('the client gave up while joining'))
+      return subscription
+    },
+    publisher: () => transport.publisher(),
+    ensureTopics: (topics) => transport.ensureTopics(topics),
+    close: () => transport.close()
+  }
+  const seen: number[] = []
+  const consumer = createConsumer({
+    transport: failing,
+    groupId,
+    topics: [topic],
+    commitInterval: 10,
+    routes: { w: { handler: (m) => void seen.push((m.value as { n: number }).n) } }
+  })
+  await consumer.start()
+  t.after(() => consumer.stop())
+  await waitFor(() => listeners.length === 2, { timeout: 5_000, description: 'a second subscription' })
+  await send(0, 0, 3)
+  await waitFor(() => seen.length === 3, { timeout: 5_000 })
+  assert.deepEqual(seen, [0, 1, 2])
+})
