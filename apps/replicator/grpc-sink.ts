@@ -1,6 +1,6 @@
 /**
- * The relations profile's second sink: a relations API over gRPC
- * (apps/replicator/relations-api.proto), for a store that has no transactions to keep the
+ * The relations profile's second sink: a relations API over gRPC (the protocol is
+ * `relationsApiProto` below), for a store that has no transactions to keep the
  * partition's position in. It takes a lock per `<group>/<partition>` when a partition is
  * assigned and sends the lock's fencing token with every write, so a member that lost the
  * partition is refused (FAILED_PRECONDITION → `FencedError`). Each event deletes its
@@ -11,17 +11,94 @@
  *
  * Needs `@grpc/grpc-js` and `@grpc/proto-loader` installed beside Conveyor.
  */
-import { fileURLToPath } from 'node:url'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { ConveyorError, ErrorCodes } from '../../src/core/errors.ts'
 import { type Acquired, FencedError, type FencedSink, type ReplicaEvent } from '../../src/replicator/sink.ts'
 import type { TopicPartition } from '../../src/transport/types.ts'
 import type { RelationsChange, Relationship } from './relations.ts'
 
-/** The proto file, shipped beside this module. */
-export const relationsApiProto = fileURLToPath(new URL('./relations-api.proto', import.meta.url)).replace(
-  /\/dist\/apps\//,
-  '/apps/'
-)
+/**
+ * The relations API's protocol, as the proto file it is (written to a temporary file for
+ * the proto loader: the package ships no sources beside its built modules).
+ */
+export const relationsApiProto = `// The relations API the replicator's gRPC sink speaks: tuples written under a lock per
+// partition, each write carrying the lock's fencing token (a stale token is refused with
+// FAILED_PRECONDITION). Shaped like the relations APIs of relationship-based access systems.
+syntax = "proto3";
+
+package conveyor.relations.v1;
+
+message ObjectType {
+  string namespace = 1;
+  string name = 2;
+}
+
+message ObjectReference {
+  ObjectType type = 1;
+  string id = 2;
+}
+
+message SubjectReference {
+  // The subject set's relation (\`group:g1#member\`); empty for a plain subject.
+  string relation = 1;
+  ObjectReference subject = 2;
+}
+
+message Relationship {
+  ObjectReference resource = 1;
+  string relation = 2;
+  SubjectReference subject = 3;
+}
+
+message FencingCheck {
+  string lock_id = 1;
+  string lock_token = 2;
+}
+
+message AcquireLockRequest {
+  string lock_id = 1;
+}
+
+message AcquireLockResponse {
+  string lock_token = 1;
+}
+
+message CreateTuplesRequest {
+  bool upsert = 1;
+  repeated Relationship tuples = 2;
+  FencingCheck fencing_check = 3;
+}
+
+message CreateTuplesResponse {}
+
+message DeleteTuplesRequest {
+  repeated Relationship tuples = 1;
+  FencingCheck fencing_check = 2;
+}
+
+message DeleteTuplesResponse {}
+
+service RelationTuples {
+  // Takes the lock: every earlier token of it is stale from now on.
+  rpc AcquireLock(AcquireLockRequest) returns (AcquireLockResponse);
+  rpc CreateTuples(CreateTuplesRequest) returns (CreateTuplesResponse);
+  rpc DeleteTuples(DeleteTuplesRequest) returns (DeleteTuplesResponse);
+}
+`
+
+/** Loads the protocol through a temporary proto file, removed once read. */
+async function loadProto(loader: GrpcModules['loader']) {
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-relations-api-'))
+  try {
+    const file = join(dir, 'relations-api.proto')
+    writeFileSync(file, relationsApiProto)
+    return await loader.load(file, { keepCase: true, defaults: true })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
 
 type Callback<T> = (error: (Error & { code?: number; details?: string }) | null, value?: T) => void
 interface RelationTuplesClient {
@@ -59,7 +136,7 @@ async function loadGrpc(): Promise<GrpcModules> {
 /** The relations API's service definition, loaded from the proto file (for clients and test servers). */
 export async function relationsApiDefinition() {
   const { grpc, loader } = await loadGrpc()
-  const definition = await loader.load(relationsApiProto, { keepCase: true, defaults: true })
+  const definition = await loadProto(loader)
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     conveyor: { relations: { v1: { RelationTuples: import('@grpc/grpc-js').ServiceClientConstructor } } }
   }

@@ -1,5 +1,5 @@
 /**
- * A relations API for tests, over real gRPC (apps/replicator/relations-api.proto): tuples in
+ * A relations API for tests, over real gRPC (`relationsApiProto`, apps/replicator/grpc-sink.ts): tuples in
  * memory, locks whose every acquisition makes the earlier tokens stale (FAILED_PRECONDITION),
  * and failures to plant (UNAVAILABLE for the next N writes).
  */
