@@ -27,6 +27,8 @@ interface RuntimeModules {
   'consumer/consumer.ts': typeof import('../src/consumer/consumer.ts')
   'kafka/transport.ts': typeof import('../src/kafka/transport.ts')
   'producer/producer.ts': typeof import('../src/producer/producer.ts')
+  'replicator/replicator.ts': typeof import('../src/replicator/replicator.ts')
+  'replicator/postgres.ts': typeof import('../src/replicator/postgres.ts')
   'schema/avro-codec.ts': typeof import('../src/schema/avro-codec.ts')
   'schema/registry-client.ts': typeof import('../src/schema/registry-client.ts')
 }
