@@ -8,9 +8,8 @@ import { serviceCommand } from '../../src/cli/commands/run.ts'
 import { integerOption } from '../../src/cli/options.ts'
 import { ConveyorError, ErrorCodes } from '../../src/core/errors.ts'
 import { postgresSink } from '../../src/replicator/postgres.ts'
-import { resolveSecret } from '../../src/service/config.ts'
 import { loadReplicatorConfig } from './config.ts'
-import { loadPg, runRelationsReplicator } from './service.ts'
+import { openPool, runRelationsReplicator } from './service.ts'
 
 const usage = `Usage: conveyor replicator [-c <config>] [--topic T] [--brokers HOST:PORT,…] [--port N] [--log-level LEVEL]
        conveyor replicator skip --partition P --offset O [--topic T] [-c <config>]
@@ -69,13 +68,7 @@ async function skip(argv: string[], io: Parameters<Command['run']>[1]): Promise<
     ...(values.config ? { file: values.config } : {}),
     flags: { topic: values.topic }
   })
-  const { Pool } = await loadPg()
-  const pool = new Pool({
-    connectionString: resolveSecret(config.postgres.url, 'postgres.url', sources),
-    max: 1,
-    connectionTimeoutMillis: 10_000
-  })
-  pool.on('error', () => {})
+  const pool = await openPool({ config, sources }, 1)
   try {
     const sink = postgresSink({
       pool,

@@ -13,17 +13,9 @@
  *   primary key: all eight
  */
 
-import type { SqlClient } from '../../src/replicator/postgres.ts'
+import { identifier, type SqlClient } from '../../src/replicator/postgres.ts'
 import type { ReplicaEvent } from '../../src/replicator/sink.ts'
 import type { RelationsChange, Relationship } from './relations.ts'
-
-/** A quoted SQL identifier, `schema.table` kept as two parts. */
-function identifier(name: string): string {
-  return name
-    .split('.')
-    .map((part) => `"${part.replaceAll('"', '""')}"`)
-    .join('.')
-}
 
 const columns = [
   'resource_namespace',

@@ -34,13 +34,7 @@ interface Backend {
 /** The PostgreSQL relations table, positions in the same transactions: exactly once. */
 async function postgresBackend({ config, sources }: LoadedReplicatorConfig): Promise<Backend> {
   const settings = config.replicator
-  const { Pool } = await loadPg()
-  const pool = new Pool({
-    connectionString: resolveSecret(config.postgres.url, 'postgres.url', sources),
-    max: config.postgres.poolSize,
-    connectionTimeoutMillis: 10_000
-  })
-  pool.on('error', () => {}) // an idle session lost; the next query reports it
+  const pool = await openPool({ config, sources }, config.postgres.poolSize)
   const sink = postgresSink<RelationsChange>({
     pool,
     groupId: settings.groupId,
@@ -91,7 +85,9 @@ async function relationsApiBackend({ config }: LoadedReplicatorConfig): Promise<
   }
 }
 
-export interface PgModule {
+type PgPool = InstanceType<PgModule['default']['Pool']>
+
+interface PgModule {
   default: {
     Pool: new (
       options: Record<string, unknown>
@@ -100,7 +96,7 @@ export interface PgModule {
 }
 
 /** node-postgres, which the replicator needs and the rest of Conveyor does not. */
-export async function loadPg(): Promise<PgModule['default']> {
+async function loadPg(): Promise<PgModule['default']> {
   try {
     return ((await import('pg')) as unknown as PgModule).default
   } catch (error) {
@@ -113,6 +109,21 @@ export async function loadPg(): Promise<PgModule['default']> {
       }
     )
   }
+}
+
+/** A pool on the configured database (`postgres.url`), `max` sessions at most. */
+export async function openPool(
+  { config, sources }: Pick<LoadedReplicatorConfig, 'config' | 'sources'>,
+  max: number
+): Promise<PgPool> {
+  const { Pool } = await loadPg()
+  const pool = new Pool({
+    connectionString: resolveSecret(config.postgres.url, 'postgres.url', sources),
+    max,
+    connectionTimeoutMillis: 10_000
+  })
+  pool.on('error', () => {}) // an idle session lost; the next query reports it
+  return pool
 }
 
 /** Asks the database `SELECT 1` every `interval` ms; its problems while it does not answer. */
@@ -153,7 +164,7 @@ class DatabaseCheck {
 }
 
 export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Promise<RunningReplicator> {
-  const { config, sources, secretPaths } = loaded
+  const { config, secretPaths } = loaded
   const settings = config.replicator
   const logger = createLogger({ level: config.log.level, pretty: config.log.pretty, redact: secretPaths })
   if (!settings.enabled) {

@@ -80,12 +80,17 @@ export interface PostgresSink<T> extends FencedSink<T, bigint> {
   positions(): Promise<Map<string, { next: bigint | undefined; epoch: bigint }>>
 }
 
-/** A quoted SQL identifier, `schema.table` kept as two parts. */
-function identifier(name: string): string {
+/** A quoted SQL identifier, `schema.table` kept as two parts (the relations store uses it too). */
+export function identifier(name: string): string {
   return name
     .split('.')
     .map((part) => `"${part.replaceAll('"', '""')}"`)
     .join('.')
+}
+
+/** A bigint column as PostgreSQL's driver returns it (a string), or `undefined` for null. */
+function offsetOrNone(value: unknown): bigint | undefined {
+  return value === null || value === undefined ? undefined : BigInt(value as string)
 }
 
 /** Clients that already have the sink's 'error' listener (a pool hands the same ones out again). */
@@ -118,8 +123,13 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
       { path: 'idleInTransactionTimeout' }
     )
   const skipsTable = identifier(options.skipsTable ?? 'conveyor_skips')
-  const run = async (text: string, values: unknown[]) => {
+  /** One statement on a client of its own; with `signal`, not sent if it aborted while a session was awaited. */
+  const run = async (text: string, values: unknown[] = [], signal?: AbortSignal) => {
     const client = await checkOut(pool)
+    if (signal?.aborted) {
+      client.release()
+      throw signal.reason ?? new Error('aborted')
+    }
     try {
       const result = await client.query(text, values)
       client.release()
@@ -132,59 +142,41 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
 
   return {
     async migrate() {
-      const client = await checkOut(pool)
-      try {
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS ${table} (
-             group_id text NOT NULL,
-             topic text NOT NULL,
-             partition integer NOT NULL,
-             next_offset bigint,
-             epoch bigint NOT NULL,
-             PRIMARY KEY (group_id, topic, partition)
-           )`
-        )
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS ${skipsTable} (
-             group_id text NOT NULL,
-             topic text NOT NULL,
-             partition integer NOT NULL,
-             "offset" bigint NOT NULL,
-             requested_at timestamptz NOT NULL DEFAULT now(),
-             PRIMARY KEY (group_id, topic, partition, "offset")
-           )`
-        )
-      } finally {
-        client.release()
-      }
+      await run(
+        `CREATE TABLE IF NOT EXISTS ${table} (
+           group_id text NOT NULL,
+           topic text NOT NULL,
+           partition integer NOT NULL,
+           next_offset bigint,
+           epoch bigint NOT NULL,
+           PRIMARY KEY (group_id, topic, partition)
+         )`
+      )
+      await run(
+        `CREATE TABLE IF NOT EXISTS ${skipsTable} (
+           group_id text NOT NULL,
+           topic text NOT NULL,
+           partition integer NOT NULL,
+           "offset" bigint NOT NULL,
+           requested_at timestamptz NOT NULL DEFAULT now(),
+           PRIMARY KEY (group_id, topic, partition, "offset")
+         )`
+      )
     },
 
     async acquire({ topic, partition }: TopicPartition, signal: AbortSignal): Promise<Acquired<bigint>> {
-      const client = await checkOut(pool)
-      // Taken away again while this waited for a session: bumping the epoch now would fence
+      // Taken away again while this waited for a session: bumping the epoch then would fence
       // out the member that owns the partition by then.
-      if (signal.aborted) {
-        client.release()
-        throw signal.reason ?? new Error('the partition was revoked before it was acquired')
-      }
-      try {
-        const { rows } = await client.query(
-          `INSERT INTO ${table} AS t (group_id, topic, partition, next_offset, epoch)
-             VALUES ($1, $2, $3, NULL, 1)
-           ON CONFLICT (group_id, topic, partition) DO UPDATE SET epoch = t.epoch + 1
-           RETURNING epoch, next_offset`,
-          [groupId, topic, partition]
-        )
-        client.release()
-        const row = rows[0]!
-        return {
-          token: BigInt(row.epoch as string),
-          next: row.next_offset === null ? undefined : BigInt(row.next_offset as string)
-        }
-      } catch (error) {
-        client.release(error as Error)
-        throw error
-      }
+      const { rows } = await run(
+        `INSERT INTO ${table} AS t (group_id, topic, partition, next_offset, epoch)
+           VALUES ($1, $2, $3, NULL, 1)
+         ON CONFLICT (group_id, topic, partition) DO UPDATE SET epoch = t.epoch + 1
+         RETURNING epoch, next_offset`,
+        [groupId, topic, partition],
+        signal
+      )
+      const row = rows[0]!
+      return { token: BigInt(row.epoch as string), next: offsetOrNone(row.next_offset) }
     },
 
     async write(tp, events, next, token) {
@@ -212,7 +204,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
           release()
           throw new FencedError(tp, `its epoch is ${epoch ?? 'gone'}, this member holds ${token}`)
         }
-        const done = row!.next_offset === null ? -1n : BigInt(row!.next_offset as string)
+        const done = offsetOrNone(row!.next_offset) ?? -1n
         const fresh = events.filter((event) => event.offset >= done)
         if (fresh.length > 0) await apply(fresh, client)
         if (next > done)
@@ -247,22 +239,17 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): PostgresSink<T
     },
 
     async positions() {
-      const client = await checkOut(pool)
-      try {
-        const { rows } = await client.query(
-          `SELECT topic, partition, next_offset, epoch FROM ${table} WHERE group_id = $1`,
-          [groupId]
-        )
-        const found = new Map<string, { next: bigint | undefined; epoch: bigint }>()
-        for (const row of rows)
-          found.set(`${row.topic}:${row.partition}`, {
-            next: row.next_offset === null ? undefined : BigInt(row.next_offset as string),
-            epoch: BigInt(row.epoch as string)
-          })
-        return found
-      } finally {
-        client.release()
-      }
+      const { rows } = await run(
+        `SELECT topic, partition, next_offset, epoch FROM ${table} WHERE group_id = $1`,
+        [groupId]
+      )
+      const found = new Map<string, { next: bigint | undefined; epoch: bigint }>()
+      for (const row of rows)
+        found.set(`${row.topic}:${row.partition}`, {
+          next: offsetOrNone(row.next_offset),
+          epoch: BigInt(row.epoch as string)
+        })
+      return found
     }
   }
 }

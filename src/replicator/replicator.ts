@@ -116,7 +116,7 @@ export class Replicator<T, Token> {
   readonly #skips: SkipRequests | undefined
   readonly #skipPollInterval: number
   /** Partitions stopped at an invalid event, by `topic:partition`. */
-  readonly #blocked = new Map<string, BlockedEvent>()
+  readonly #blocked = new Map<string, BlockedEvent & TopicPartition>()
 
   constructor(options: ReplicatorOptions<T, Token>) {
     this.#sink = options.sink
@@ -195,18 +195,16 @@ export class Replicator<T, Token> {
     blocked: Array<BlockedEvent & { topic: string; partition: number }>
   } {
     const status = this.consumer.status()
-    const blocked = [...this.#blocked].map(([key, event]) => {
-      const at = key.lastIndexOf(':')
-      return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)), ...event }
-    })
     return {
       ...status,
       partitions: status.partitions.map((p) => {
-        const event = this.#blocked.get(partitionKey(p.topic, p.partition))
-        return event === undefined ? p : { ...p, blocked: event }
+        const blocked = this.#blocked.get(partitionKey(p.topic, p.partition))
+        if (blocked === undefined) return p
+        const { topic: _topic, partition: _partition, ...event } = blocked
+        return { ...p, blocked: event }
       }),
       fenced: [...this.#fenced],
-      blocked
+      blocked: [...this.#blocked.values()]
     }
   }
 
@@ -273,6 +271,7 @@ export class Replicator<T, Token> {
     const tp = { topic: message.topic, partition: message.partition }
     const key = partitionKey(tp.topic, tp.partition)
     this.#blocked.set(key, {
+      ...tp,
       offset: String(message.offset),
       reason: error.reason,
       error: error.message,

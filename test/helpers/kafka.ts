@@ -4,6 +4,7 @@
  * deleted when the test ends.
  */
 import { randomBytes } from 'node:crypto'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { TestContext } from 'node:test'
 import {
   Admin,
@@ -14,6 +15,7 @@ import {
   stringDeserializers,
   stringSerializers
 } from '@platformatic/kafka'
+import { Channels, type ErrorEvent, type PartitionsEvent } from '../../src/instrumentation/channels.ts'
 import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.ts'
 import { KafkaTransport, type KafkaTransportOptions } from '../../src/kafka/transport.ts'
 import { waitFor } from '../../src/util/wait.ts'
@@ -180,4 +182,23 @@ export async function committedOffsets(
   } finally {
     await consumer.close(true)
   }
+}
+
+/** What the runtime reports of one group while the test runs: its errors (`context: error`) and assignments. */
+export function watchGroup(t: TestContext, groupId: string): { failures: string[]; assignments: number } {
+  const watched = { failures: [] as string[], assignments: 0 }
+  const onError = (message: unknown) => {
+    const event = message as ErrorEvent
+    if (event.groupId === groupId) watched.failures.push(`${event.context}: ${String(event.error)}`)
+  }
+  const onAssigned = (message: unknown) => {
+    if ((message as PartitionsEvent).groupId === groupId) watched.assignments++
+  }
+  subscribe(Channels.error, onError)
+  subscribe(Channels.assigned, onAssigned)
+  cleanup(t, () => {
+    unsubscribe(Channels.error, onError)
+    unsubscribe(Channels.assigned, onAssigned)
+  })
+  return watched
 }

@@ -4,9 +4,9 @@ import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Consumer, MultipleErrors, NetworkError, UserError } from '@platformatic/kafka'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
-import { Channels, type ErrorEvent, type PartitionsEvent } from '../../../src/instrumentation/channels.ts'
+import { Channels, type PartitionsEvent } from '../../../src/instrumentation/channels.ts'
 import { waitFor } from '../../../src/util/wait.ts'
-import { cleanup, useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
+import { cleanup, useGroup, useProducer, useTopic, useTransport, watchGroup } from '../../helpers/kafka.ts'
 
 /**
  * The client reports a rejoin that failed (a SyncGroup whose connection closed during a
@@ -129,21 +129,7 @@ test('a fetch failing as the client reports a stopped broker (its connection clo
   })
   const topic = await useTopic(t, { partitions: 1 })
   const groupId = useGroup(t)
-  const failures: string[] = []
-  let assignments = 0
-  const onError = (message: unknown) => {
-    const event = message as ErrorEvent
-    if (event.groupId === groupId) failures.push(`${event.context}: ${String(event.error)}`)
-  }
-  const onAssigned = (message: unknown) => {
-    if ((message as PartitionsEvent).groupId === groupId) assignments++
-  }
-  subscribe(Channels.error, onError)
-  subscribe(Channels.assigned, onAssigned)
-  cleanup(t, () => {
-    unsubscribe(Channels.error, onError)
-    unsubscribe(Channels.assigned, onAssigned)
-  })
+  const group = watchGroup(t, groupId)
   const handled: number[] = []
   const consumer = createConsumer({
     transport: useTransport(t),
@@ -164,6 +150,6 @@ test('a fetch failing as the client reports a stopped broker (its connection clo
   await send(1)
   await waitFor(() => handled.length === 2, { timeout: 30_000, description: 'a message after them' })
   assert.deepEqual(handled, [0, 1])
-  assert.deepEqual(failures, [], 'no failure reported: the membership stayed')
-  assert.equal(assignments, 1, 'the consumer never joined again')
+  assert.deepEqual(group.failures, [], 'no failure reported: the membership stayed')
+  assert.equal(group.assignments, 1, 'the consumer never joined again')
 })

@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict'
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { after, before, test } from 'node:test'
 import { Admin, ConfigResourceTypes } from '@platformatic/kafka'
 import { createConsumer } from '../../../src/consumer/consumer.ts'
 import { type ClusterInfo, LocalKafka } from '../../../src/dev/kafka/index.ts'
-import { Channels, type ErrorEvent, type PartitionsEvent } from '../../../src/instrumentation/channels.ts'
 import { clientOptions, type KafkaConnection } from '../../../src/kafka/connection.ts'
 import { waitFor } from '../../../src/util/wait.ts'
-import { cleanup, useConsumer, useGroup, useProducer, useTopic, useTransport } from '../../helpers/kafka.ts'
+import {
+  cleanup,
+  useConsumer,
+  useGroup,
+  useProducer,
+  useTopic,
+  useTransport,
+  watchGroup
+} from '../../helpers/kafka.ts'
 
 // A three-broker cluster of its own, beside the single test broker.
 const cluster = new LocalKafka({
@@ -102,21 +108,7 @@ test('a Conveyor consumer keeps its membership while one of three brokers stops:
     description: 'every partition to have 3 in-sync replicas'
   })
   const groupId = useGroup(t, connection)
-  const failures: string[] = []
-  let assignments = 0
-  const onError = (message: unknown) => {
-    const event = message as ErrorEvent
-    if (event.groupId === groupId) failures.push(`${event.context}: ${String(event.error)}`)
-  }
-  const onAssigned = (message: unknown) => {
-    if ((message as PartitionsEvent).groupId === groupId) assignments++
-  }
-  subscribe(Channels.error, onError)
-  subscribe(Channels.assigned, onAssigned)
-  cleanup(t, () => {
-    unsubscribe(Channels.error, onError)
-    unsubscribe(Channels.assigned, onAssigned)
-  })
+  const group = watchGroup(t, groupId)
   const count = 8_000
   const producer = useProducer(t, connection)
   for (let from = 0; from < count; from += 1_000)
@@ -156,6 +148,6 @@ test('a Conveyor consumer keeps its membership while one of three brokers stops:
     })
   })
   await waitFor(() => handled.size === count, { timeout: 120_000, description: 'every message' })
-  assert.deepEqual(failures, [], 'no failure was reported')
-  assert.equal(assignments, 1, 'the consumer never joined again')
+  assert.deepEqual(group.failures, [], 'no failure was reported')
+  assert.equal(group.assignments, 1, 'the consumer never joined again')
 })

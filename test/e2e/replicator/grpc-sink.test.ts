@@ -25,18 +25,7 @@ import {
   useTopic,
   useTransport
 } from '../../helpers/kafka.ts'
-
-const object = (name: string, id: string) => ({ type: { namespace: 'rbac', name }, id })
-const member = (group: string, user: string) => ({
-  resource: object('group', group),
-  relation: 'member',
-  subject: { subject: object('principal', user) }
-})
-const envelope = (payload: unknown) =>
-  JSON.stringify({
-    schema: { type: 'string', name: 'io.debezium.data.Json' },
-    payload: JSON.stringify(payload)
-  })
+import { envelope, member } from '../../helpers/relations.ts'
 
 test('through the gRPC relations sink each event removes, then adds, its relationships in order, and a planted outage of the API is retried until it answers', async (t) => {
   const api = await useFakeRelationsApi(t)

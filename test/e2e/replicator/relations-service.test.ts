@@ -16,19 +16,8 @@ import { waitFor } from '../../../src/util/wait.ts'
 import { conveyor } from '../../helpers/cli.ts'
 import { cleanup, readAll, testConnection, useGroup, useProducer, useTopic } from '../../helpers/kafka.ts'
 import { usePool, useTable } from '../../helpers/postgres.ts'
+import { envelope, member } from '../../helpers/relations.ts'
 import { useTcpProxy } from '../../helpers/tcp-proxy.ts'
-
-const object = (name: string, id: string) => ({ type: { namespace: 'rbac', name }, id })
-const member = (group: string, user: string) => ({
-  resource: object('group', group),
-  relation: 'member',
-  subject: { subject: object('principal', user) }
-})
-const envelope = (payload: unknown) =>
-  JSON.stringify({
-    schema: { type: 'string', name: 'io.debezium.data.Json' },
-    payload: JSON.stringify(payload)
-  })
 
 test('the relations replicator applies Debezium events in order to its PostgreSQL table, dead-letters bad input with its reason, and its probe files follow readiness', async (t) => {
   const topic = await useTopic(t, { partitions: 3 })
