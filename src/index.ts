@@ -22,6 +22,7 @@ export {
   readEnvelope
 } from './core/envelope.ts'
 export {
+  BatchError,
   ConveyorError,
   type ConveyorErrorOptions,
   type ErrorCode,
@@ -29,7 +30,14 @@ export {
   isNonRetryable,
   NonRetryableError
 } from './core/errors.ts'
-export { compose, type Handler, type HandlerContext, type Message, type Middleware } from './core/message.ts'
+export {
+  type BatchHandler,
+  compose,
+  type Handler,
+  type HandlerContext,
+  type Message,
+  type Middleware
+} from './core/message.ts'
 export { DeadLetterHeaders } from './dead-letter/record.ts'
 export { Channels } from './instrumentation/channels.ts'
 export {
@@ -80,7 +88,7 @@ export {
   type RetryForever,
   type RetryPolicy
 } from './retry/policy.ts'
-export type { Route, Routes, TypeSource } from './routing/routes.ts'
+export type { BatchOptions, BatchRoute, MessageRoute, Route, Routes, TypeSource } from './routing/routes.ts'
 export { withTimeout } from './routing/timeout.ts'
 export type {
   AvroSchema,

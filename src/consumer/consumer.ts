@@ -28,7 +28,7 @@ import {
 } from './options.ts'
 import type { PartitionState } from './partition.ts'
 import { Processor } from './processor.ts'
-import { type Ordering, Scheduler } from './scheduler.ts'
+import { type Ordering, Scheduler, type SchedulerOptions } from './scheduler.ts'
 
 export type { CommitStrategy } from './commits.ts'
 export { groupOffsets } from './commits.ts'
@@ -99,6 +99,14 @@ export class ConveyorConsumer {
     const merged = { ...defaults, ...options }
     validate(merged as ResolvedOptions)
     const routes = compileRoutes(merged.routes, 'routes', merged.middleware ?? [])
+    for (const route of routes.values()) {
+      if (route.batch !== undefined && merged.ordering === 'unordered')
+        throw new ConveyorError(
+          ErrorCodes.INVALID_OPTION,
+          `routes > ${route.type} > batch: a batch is a run of one partition's or one key's messages; ordering "unordered" has none (use "partition" or "key")`,
+          { path: 'ordering' }
+        )
+    }
     this.groupId = merged.groupId
     this.#options = merged as ResolvedOptions
     const running = () => this.#state === 'running'
@@ -118,6 +126,7 @@ export class ConveyorConsumer {
       ordering: merged.ordering,
       concurrency: merged.concurrency,
       process: (record, state) => processor.handle(record, state),
+      ...runs(routes, (records, state, settle) => processor.handleRun(records, state, settle)),
       released: (state) => {
         this.#flow.released(state)
         if (this.#options.commitAfter > 0) this.#commitIfMuchFinished()
@@ -306,6 +315,25 @@ export class ConveyorConsumer {
 }
 
 /** Whether a record was finished by an earlier owner (`state.skip`); if so it counts as finished now. */
+/**
+ * With batch routes, a lane hands its records over in runs as long as the longest batch,
+ * after waiting as long as the most patient route for that many (see `BatchOptions`).
+ */
+function runs(
+  routes: RouteTable,
+  process: NonNullable<SchedulerOptions['run']>['process']
+): Pick<SchedulerOptions, 'run'> {
+  const batches = [...routes.values()].flatMap((route) => (route.batch === undefined ? [] : [route.batch]))
+  if (batches.length === 0) return {}
+  return {
+    run: {
+      size: Math.max(...batches.map((batch) => batch.maxSize)),
+      wait: Math.max(...batches.map((batch) => batch.maxWait)),
+      process
+    }
+  }
+}
+
 function skipFinished(state: PartitionState, offset: bigint): boolean {
   const runs = state.skip!
   if (offset >= runs[runs.length - 1]!.to) {

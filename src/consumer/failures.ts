@@ -114,6 +114,43 @@ export class FailurePath {
     }
   }
 
+  /**
+   * A whole batch failed (a batch route without `split`): decides as the route's policy
+   * says. `retry` once the wait before the next attempt is over; the dead-letter details
+   * for every message of the batch when the policy gives up; `abandoned` when the consumer
+   * stops or loses the partition first.
+   */
+  async retryBatch(
+    state: PartitionState,
+    route: CompiledRoute,
+    messages: readonly DeliveredMessage[],
+    attempt: number,
+    error: unknown,
+    firstFailure: Date
+  ): Promise<'retry' | 'abandoned' | Omit<DeadLetterDetails, 'attempts'>> {
+    const first = messages[0]!
+    const decision = decide(route.retry, attempt, error)
+    if (decision.action === 'dead-letter') {
+      return {
+        topic: route.deadLetterTopic ?? this.#options.deadLetterTopic(first.topic),
+        reason: decision.reason,
+        error,
+        firstFailure
+      }
+    }
+    if (messageRetryChannel.hasSubscribers) {
+      for (const message of messages)
+        messageRetryChannel.publish({
+          groupId: this.#options.groupId,
+          message,
+          error,
+          attempt,
+          delay: decision.delay
+        })
+    }
+    return (await this.#waitForRetry(state, first, attempt, decision.delay, error)) ? 'retry' : 'abandoned'
+  }
+
   /** Waits `delay` ms before the next attempt; false when the consumer stopped or lost the partition. */
   async #waitForRetry(
     state: PartitionState,

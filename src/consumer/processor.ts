@@ -4,12 +4,18 @@
  * handler → `processed`; a failed attempt goes to the failure path, and a record that
  * cannot be decoded or routed straight to the DLQ (repeating cannot help).
  *
+ * A consumer with batch routes hands over runs of a lane's records (`handleRun`): each is
+ * decoded and routed in turn, consecutive records of one batch route go to its handler
+ * together, and a batch that fails is narrowed down to the message that failed (a
+ * `BatchError` names it; otherwise, with `split`, the batch is halved until it is found),
+ * so only that one follows the retry policy and the ones before it are done.
+ *
  * The common case — a synchronous codec, a known type, a handler that succeeds — runs
  * without allocating a promise when the handler returns none (`handle`); everything else
  * takes the general path (`#handleAsync`).
  */
 import type { Codec } from '../codec/json.ts'
-import { ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { BatchError, ConveyorError, ErrorCodes } from '../core/errors.ts'
 import type { HandlerContext, Message } from '../core/message.ts'
 import { errorChannel, handlerChannel, messageHandledChannel } from '../instrumentation/channels.ts'
 import type { ConveyorProducer } from '../producer/producer.ts'
@@ -20,12 +26,29 @@ import { wait } from '../util/wait.ts'
 import { DeliveredMessage } from './delivered-message.ts'
 import { FailurePath } from './failures.ts'
 import type { Outcome, PartitionState } from './partition.ts'
+import type { SettleRun } from './scheduler.ts'
 
 /** Decoding that fails for a transient reason (registry down) is retried with this policy. */
 const decodeRetry = forever({ initialDelay: 250, maxDelay: 10_000 })
 
 /** What `#decode` answers when the consumer stopped while it waited. */
 const abandoned = Symbol('abandoned')
+
+/**
+ * A record decoded and routed, ready for its handler; or how it ends without one
+ * (abandoned while decoding waited, ignored as an unknown type, or for the DLQ).
+ */
+type Prepared =
+  | { ready: true; route: CompiledRoute; message: DeliveredMessage }
+  | { ready: false; outcome: 'abandoned' | 'ignored' }
+  | { ready: false; error: unknown }
+
+/** A record of a run with its position in the run, ready for its batch handler. */
+interface BatchItem {
+  index: number
+  record: InboundRecord
+  message: DeliveredMessage
+}
 
 export interface ProcessorOptions {
   groupId: string
@@ -96,40 +119,272 @@ export class Processor {
 
   async #handleAsync(record: InboundRecord, state: PartitionState, decoded?: unknown): Promise<Outcome> {
     const started = performance.now()
-    let message: DeliveredMessage
-    let route: CompiledRoute | undefined
+    const prepared = await this.#prepare(record, state, decoded)
+    if (!prepared.ready) return this.#unhandled(record, state, prepared, started)
+    return this.#handleOne(record, state, prepared.route, prepared.message, started)
+  }
+
+  /**
+   * Handles a run of consecutive records of one lane, in order, settling each as it ends:
+   * a batch route's records go to its handler together (up to its `maxSize`), every other
+   * record on its own. Records left when the partition is lost or the consumer stops are
+   * abandoned.
+   */
+  async handleRun(records: InboundRecord[], state: PartitionState, settle: SettleRun): Promise<void> {
+    let next: Prepared | undefined
+    for (let i = 0; i < records.length; ) {
+      const started = performance.now()
+      const prepared = next ?? (await this.#prepare(records[i]!, state))
+      next = undefined
+      if (!prepared.ready) {
+        settle(i, await this.#unhandled(records[i]!, state, prepared, started))
+        i++
+        continue
+      }
+      const { route } = prepared
+      if (route.batch === undefined) {
+        settle(i, await this.#handleOne(records[i]!, state, route, prepared.message, started))
+        i++
+        continue
+      }
+      const batch: BatchItem[] = [{ index: i, record: records[i]!, message: prepared.message }]
+      for (let j = i + 1; j < records.length && batch.length < route.batch.maxSize; j++) {
+        const following = await this.#prepare(records[j]!, state)
+        if (!following.ready || following.route !== route) {
+          next = following // its turn comes after the batch
+          break
+        }
+        batch.push({ index: j, record: records[j]!, message: following.message })
+      }
+      await this.#handleBatch(batch, state, route, settle, started)
+      i += batch.length
+    }
+  }
+
+  /** Decodes and routes a record (see {@link Prepared}); never throws. */
+  async #prepare(record: InboundRecord, state: PartitionState, decoded?: unknown): Promise<Prepared> {
     try {
       const value = await this.#decode(record, state.waits, decoded as PromiseLike<unknown> | undefined)
-      if (value === abandoned) return this.#handled(record, undefined, 'abandoned', 1, started)
+      if (value === abandoned) return { ready: false, outcome: 'abandoned' }
       const type = readType(this.#options.typeFrom, value, record.headers)
-      route = type === undefined ? undefined : this.#options.routes.get(type)
+      const route = type === undefined ? undefined : this.#options.routes.get(type)
       if (!route) {
-        if (this.#options.unknownType === 'ignore')
-          return this.#handled(record, undefined, 'ignored', 1, started)
+        if (this.#options.unknownType === 'ignore') return { ready: false, outcome: 'ignored' }
         const what =
           type === undefined
             ? `it names no message type (${describeSource(this.#options.typeFrom)})`
             : `no route handles type "${type}" (known: ${knownTypes(this.#options.routes)})`
         throw new ConveyorError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `the message cannot be routed: ${what}`)
       }
-      message = new DeliveredMessage(record, route.type, value, 1)
+      return { ready: true, route, message: new DeliveredMessage(record, route.type, value, 1) }
     } catch (error) {
-      // Decoding and routing failures: repeating cannot help.
-      const outcome = await this.#failures.deadLetter(record, state, {
-        topic: this.#options.deadLetterTopic(record.topic),
-        reason: reasonOf(error),
-        error,
-        attempts: 1,
-        firstFailure: new Date()
-      })
-      return this.#handled(record, undefined, outcome, 1, started)
+      return { ready: false, error }
     }
+  }
+
+  /** Ends a record that has no handler to run: abandoned, ignored, or (decoding and routing failures: repeating cannot help) the DLQ. */
+  async #unhandled(
+    record: InboundRecord,
+    state: PartitionState,
+    prepared: Prepared & { ready: false },
+    started: number
+  ): Promise<Outcome> {
+    if ('outcome' in prepared) return this.#handled(record, undefined, prepared.outcome, 1, started)
+    const outcome = await this.#failures.deadLetter(record, state, {
+      topic: this.#options.deadLetterTopic(record.topic),
+      reason: reasonOf(prepared.error),
+      error: prepared.error,
+      attempts: 1,
+      firstFailure: new Date()
+    })
+    return this.#handled(record, undefined, outcome, 1, started)
+  }
+
+  /** Runs the handler of one message, and the failure path when the attempt fails. */
+  async #handleOne(
+    record: InboundRecord,
+    state: PartitionState,
+    route: CompiledRoute,
+    message: DeliveredMessage,
+    started: number
+  ): Promise<Outcome> {
     if (state.waits.aborted) return this.#handled(record, message, 'abandoned', 1, started)
     try {
       await this.#call(route, message, this.#contextFor(state, message))
       return this.#handled(record, message, 'processed', 1, started)
     } catch (error) {
       return this.#failures.retry(record, state, route, message, started, { error, attempt: 1 })
+    }
+  }
+
+  /**
+   * Runs a batch route's handler on consecutive messages and settles them. When the batch
+   * fails, the failing message is found — named by a `BatchError`, else (with `split`) by
+   * halving the batch — so the ones before it are processed, it alone
+   * follows the retry policy, and the ones after it make a batch again. Without `split`,
+   * the whole batch is retried and, past the policy, dead-lettered.
+   */
+  async #handleBatch(
+    items: BatchItem[],
+    state: PartitionState,
+    route: CompiledRoute,
+    settle: SettleRun,
+    started: number
+  ): Promise<void> {
+    const { handler, split } = route.batch!
+    let attempt = 1
+    let messages = items.map((item) => item.message)
+    let firstFailure: Date | undefined
+    for (;;) {
+      if (state.waits.aborted) {
+        for (const item of items)
+          settle(item.index, this.#handled(item.record, item.message, 'abandoned', attempt, started))
+        return
+      }
+      let error: unknown
+      try {
+        await this.#callBatch(handler, messages, this.#contextFor(state, messages[0]!))
+        for (const [k, item] of items.entries())
+          settle(item.index, this.#handled(item.record, messages[k]!, 'processed', attempt, started))
+        return
+      } catch (thrown) {
+        error = thrown
+      }
+      const index = error instanceof BatchError ? error.index : undefined
+      if (index !== undefined && Number.isInteger(index) && index >= 0 && index < items.length) {
+        const cause = (error as BatchError).cause ?? error
+        return this.#failedAt(items, index, state, route, settle, started, { error: cause, attempt })
+      }
+      if (items.length === 1 || split) {
+        if (items.length === 1)
+          return this.#failedAt(items, 0, state, route, settle, started, { error, attempt })
+        return this.#split(items, state, route, settle, started)
+      }
+      firstFailure ??= new Date()
+      const decision = await this.#failures.retryBatch(state, route, messages, attempt, error, firstFailure)
+      if (decision === 'retry') {
+        attempt++
+        messages = messages.map((message) => message.withAttempt(attempt))
+        continue
+      }
+      // The policy gave up (or the wait was cut short): every message of the batch ends so.
+      for (const [k, item] of items.entries()) {
+        const outcome =
+          decision === 'abandoned'
+            ? 'abandoned'
+            : await this.#failures.deadLetter(item.record, state, { ...decision, attempts: attempt })
+        settle(item.index, this.#handled(item.record, messages[k]!, outcome, attempt, started))
+      }
+      return
+    }
+  }
+
+  /**
+   * The message at `index` failed: those before it are processed, it follows the retry
+   * policy on its own, and those after it make a batch again once it has ended.
+   */
+  async #failedAt(
+    items: BatchItem[],
+    index: number,
+    state: PartitionState,
+    route: CompiledRoute,
+    settle: SettleRun,
+    started: number,
+    failed: { error: unknown; attempt: number }
+  ): Promise<void> {
+    for (const item of items.slice(0, index))
+      settle(
+        item.index,
+        this.#handled(
+          item.record,
+          item.message.withAttempt(failed.attempt),
+          'processed',
+          failed.attempt,
+          started
+        )
+      )
+    const failing = items[index]!
+    const message = failed.attempt === 1 ? failing.message : failing.message.withAttempt(failed.attempt)
+    settle(failing.index, await this.#failures.retry(failing.record, state, route, message, started, failed))
+    const rest = items.slice(index + 1)
+    if (rest.length > 0) await this.#handleBatch(rest, state, route, settle, started)
+  }
+
+  /**
+   * A batch failed without naming a message: it is narrowed down by halves to the first
+   * message that fails on its own. Halves that succeed are processed on the way; the
+   * failing message follows the retry policy and the messages after it make a batch
+   * again. A batch that failed for a passing reason costs two calls, not one per message.
+   */
+  async #split(
+    items: BatchItem[],
+    state: PartitionState,
+    route: CompiledRoute,
+    settle: SettleRun,
+    started: number
+  ): Promise<void> {
+    const { handler } = route.batch!
+    // items[0, done) are processed; items[done, end) hold a message that failed. After a
+    // half went through, the rest of [done, end) is tried whole before it is halved.
+    let done = 0
+    let end = items.length
+    let whole = false
+    for (;;) {
+      if (state.waits.aborted) {
+        for (const left of items.slice(done))
+          settle(left.index, this.#handled(left.record, left.message, 'abandoned', 1, started))
+        return
+      }
+      const mid = whole || end - done === 1 ? end : done + Math.ceil((end - done) / 2)
+      const chunk = items.slice(done, mid)
+      try {
+        await this.#callBatch(
+          handler,
+          chunk.map((item) => item.message),
+          this.#contextFor(state, chunk[0]!.message)
+        )
+      } catch (error) {
+        const index = error instanceof BatchError ? error.index : undefined
+        if (index !== undefined && Number.isInteger(index) && index >= 0 && index < chunk.length) {
+          const cause = (error as BatchError).cause ?? error
+          return this.#failedAt(items.slice(done), index, state, route, settle, started, {
+            error: cause,
+            attempt: 1
+          })
+        }
+        if (chunk.length === 1)
+          return this.#failedAt(items.slice(done), 0, state, route, settle, started, { error, attempt: 1 })
+        end = mid
+        whole = false
+        continue
+      }
+      for (const item of chunk)
+        settle(item.index, this.#handled(item.record, item.message, 'processed', 1, started))
+      done = mid
+      if (done === end) {
+        // The part that failed went through this time: the rest make a batch again.
+        const rest = items.slice(done)
+        if (rest.length > 0) await this.#handleBatch(rest, state, route, settle, started)
+        return
+      }
+      whole = true
+    }
+  }
+
+  /** Runs a batch handler, inside the handler tracing channel when something listens to it. */
+  async #callBatch(
+    handler: NonNullable<CompiledRoute['batch']>['handler'],
+    messages: readonly Message[],
+    context: HandlerContext
+  ): Promise<void> {
+    if (handlerChannel.hasSubscribers) {
+      await handlerChannel.tracePromise(async () => handler(messages, context), {
+        message: messages[0]!,
+        batch: messages,
+        groupId: this.#options.groupId
+      })
+    } else {
+      await handler(messages, context)
     }
   }
 

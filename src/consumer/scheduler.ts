@@ -7,6 +7,10 @@
  * `concurrency` lanes run at once; lanes with work and no slot wait in a ready queue, in
  * the order they became ready, so lanes with backlogs take turns.
  *
+ * With batch routes, a lane hands its records over in *runs*: up to `run.size` consecutive
+ * records at once (waiting up to `run.wait` ms for that many), which the processor splits
+ * into batches and settles one by one as each finishes.
+ *
  * The scheduler also keeps the counts of what is held (queued plus in flight), per
  * partition and in total, and settles each record's outcome in its partition's progress:
  * finished (processed, dead-lettered, ignored) or abandoned (to be read again).
@@ -24,13 +28,29 @@ interface Lane {
   head: number
   running: boolean
   scheduled: boolean
+  /** Runs: the wait for a full run is over (or was not needed); the lane runs with what it has. */
+  due: boolean
+  /** Runs: ends the wait for a full run early (clears its timer), while one is pending. */
+  cancelWait: (() => void) | undefined
 }
+
+/** Settles the record at `index` of a run. */
+export type SettleRun = (index: number, outcome: Outcome) => void
 
 export interface SchedulerOptions {
   ordering: Ordering
   concurrency: number
   /** Handles one record; a string outcome means it finished synchronously. */
   process(record: InboundRecord, partition: PartitionState): Outcome | Promise<Outcome>
+  /**
+   * Set for batch routes: a lane hands over up to `size` consecutive records at once to
+   * `processRun`, after waiting up to `wait` ms for that many to arrive.
+   */
+  run?: {
+    size: number
+    wait: number
+    process(records: InboundRecord[], partition: PartitionState, settle: SettleRun): Promise<void>
+  }
   /** A lane of the partition gave its slot back (flow control may resume reading). */
   released(partition: PartitionState): void
   /** `process` rejected, which it must never do: the record is abandoned, not committed. */
@@ -77,7 +97,16 @@ export class Scheduler {
     const laneKey = this.#laneKey(partition, record)
     let lane = this.#lanes.get(laneKey)
     if (!lane || lane.partition !== partition) {
-      lane = { key: laneKey, partition, queue: [], head: 0, running: false, scheduled: false }
+      lane = {
+        key: laneKey,
+        partition,
+        queue: [],
+        head: 0,
+        running: false,
+        scheduled: false,
+        due: false,
+        cancelWait: undefined
+      }
       this.#lanes.set(laneKey, lane)
     }
     lane.queue.push(record)
@@ -114,6 +143,8 @@ export class Scheduler {
       for (let i = lane.head; i < lane.queue.length; i++) this.#abandonQueued(partition, lane.queue[i]!)
       lane.queue.length = 0
       lane.head = 0
+      lane.cancelWait?.()
+      lane.cancelWait = undefined
       if (!lane.running) this.#lanes.delete(key)
     }
     this.#checkIdle()
@@ -179,6 +210,7 @@ export class Scheduler {
   #schedule(lane: Lane): void {
     if (this.#halted || this.#held) return
     if (lane.running || lane.scheduled || lane.head >= lane.queue.length) return
+    if (this.#options.run !== undefined && !this.#filled(lane, this.#options.run)) return
     if (this.#ready.length === 0 && this.#active < this.#options.concurrency) {
       this.#run(lane) // what #pump would do, without the round trip through the ready queue
       return
@@ -186,6 +218,33 @@ export class Scheduler {
     lane.scheduled = true
     this.#ready.push(lane)
     this.#pump()
+  }
+
+  /**
+   * Runs: whether the lane may run now: it holds a full run, or its wait for one is over.
+   * Otherwise the wait starts (once): a timer, or with no wait the end of this turn of the
+   * event loop, so the records of one fetch, delivered together, run together.
+   */
+  #filled(lane: Lane, run: { size: number; wait: number }): boolean {
+    if (lane.due || lane.queue.length - lane.head >= run.size) {
+      lane.cancelWait?.()
+      lane.cancelWait = undefined
+      return true
+    }
+    if (lane.cancelWait !== undefined) return false
+    const over = () => {
+      lane.cancelWait = undefined
+      lane.due = true
+      this.#schedule(lane)
+    }
+    if (run.wait > 0) {
+      const timer = setTimeout(over, run.wait).unref()
+      lane.cancelWait = () => clearTimeout(timer)
+    } else {
+      const immediate = setImmediate(over).unref()
+      lane.cancelWait = () => clearImmediate(immediate)
+    }
+    return false
   }
 
   #pump(): void {
@@ -211,6 +270,10 @@ export class Scheduler {
     const partition = lane.partition
     lane.running = true
     this.#active++
+    if (this.#options.run !== undefined) {
+      this.#runMany(lane, this.#options.run)
+      return
+    }
     for (let burst = 1; ; burst++) {
       const record = lane.queue[lane.head]!
       lane.queue[lane.head] = undefined as never
@@ -239,6 +302,36 @@ export class Scheduler {
       if (lane.head >= lane.queue.length || burst >= syncBurst || this.#halted || this.#held) break
     }
     this.#release(lane)
+  }
+
+  /** Runs: hands the lane's next records over together; each is settled as the processor says. */
+  #runMany(lane: Lane, run: NonNullable<SchedulerOptions['run']>): void {
+    const partition = lane.partition
+    lane.due = false
+    const records = lane.queue.slice(lane.head, lane.head + run.size)
+    lane.queue.fill(undefined as never, lane.head, lane.head + records.length)
+    lane.head += records.length
+    if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
+      lane.queue.splice(0, lane.head)
+      lane.head = 0
+    }
+    partition.inFlight += records.length
+    const settled = new Array<boolean>(records.length).fill(false)
+    const settle: SettleRun = (index, outcome) => {
+      if (settled[index]) return
+      settled[index] = true
+      this.#settle(partition, records[index]!, outcome)
+    }
+    const end = (error?: unknown) => {
+      if (error !== undefined) this.#options.failed(error)
+      // What the processor left unsettled (only a bug does) is abandoned: never committed.
+      for (let i = 0; i < records.length; i++) settle(i, 'abandoned')
+      this.#release(lane)
+    }
+    run.process(records, partition, settle).then(
+      () => end(),
+      (error: unknown) => end(error ?? new Error('the run failed'))
+    )
   }
 
   /** One record is done with: processed, dead-lettered, ignored or abandoned. */

@@ -84,6 +84,23 @@ export class NonRetryableError extends ConveyorError {
   }
 }
 
+/**
+ * Thrown by a batch handler (`handleBatch`) to say which message of the batch failed: the
+ * messages before `index` are done (and committed), the failing one follows its route's
+ * retry policy with `cause` as its error (retried alone, then the DLQ), and the messages
+ * after it are delivered again.
+ */
+export class BatchError extends Error {
+  /** The position in the batch of the message that failed. */
+  readonly index: number
+
+  constructor(index: number, cause: unknown) {
+    super(`message ${index} of the batch failed: ${(cause as Error)?.message ?? String(cause)}`, { cause })
+    this.name = 'BatchError'
+    this.index = index
+  }
+}
+
 /** True when an error says that repeating the work cannot help. */
 export function isNonRetryable(error: unknown): boolean {
   return error instanceof ConveyorError && !error.retryable

@@ -54,6 +54,16 @@ export interface HandlerContext {
 /** Handles one message; a throw or rejection fails the attempt (the route's `retry` decides what next). */
 export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => Promise<void> | void
 
+/**
+ * Handles a batch: consecutive messages of one partition (or one key, in key mode), in
+ * offset order. Returning means all are processed; a throw fails the attempt of all of
+ * them, unless it is a `BatchError` naming the one that failed.
+ */
+export type BatchHandler<T = unknown> = (
+  messages: readonly Message<T>[],
+  context: HandlerContext
+) => Promise<void> | void
+
 /** Wraps a handler: retry, validation, tracing and timeouts are all middleware. */
 export type Middleware = <T>(next: Handler<T>) => Handler<T>
 

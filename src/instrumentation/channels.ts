@@ -131,7 +131,11 @@ export const pausedChannel = channel(Channels.paused)
 export const resumedChannel = channel(Channels.resumed)
 export const lifecycleChannel = channel(Channels.lifecycle)
 export const errorChannel = channel(Channels.error)
-export const handlerChannel = tracingChannel<string, { message: Message; groupId: string }>(Channels.handler)
+/** Around each handler call; for a batch route, `message` is the batch's first and `batch` all of them. */
+export const handlerChannel = tracingChannel<
+  string,
+  { message: Message; groupId: string; batch?: readonly Message[] }
+>(Channels.handler)
 
 export interface ProducerSendEvent {
   topic: string

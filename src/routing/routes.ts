@@ -1,21 +1,68 @@
-import { ConveyorError, ErrorCodes } from '../core/errors.ts'
-import { compose, type Handler, type Middleware } from '../core/message.ts'
+import { BatchError, ConveyorError, ErrorCodes } from '../core/errors.ts'
+import { type BatchHandler, compose, type Handler, type Middleware } from '../core/message.ts'
 import { bounded, type RetryPolicy } from '../retry/policy.ts'
-import { withTimeout } from './timeout.ts'
+import { batchWithTimeout, withTimeout } from './timeout.ts'
 
-/** How one message type is handled. */
+/** How one message type is handled: one message at a time (`handler`) or in batches (`handleBatch`). */
 // biome-ignore lint/suspicious/noExplicitAny: a table holds handlers of every payload type
-export interface Route<T = any> {
-  /** Handles the messages of this type; a throw fails the attempt (see `retry`). */
-  handler: Handler<T>
+export type Route<T = any> = MessageRoute<T> | BatchRoute<T>
+
+/** What every route has, whatever it handles at a time. */
+interface RouteOptions {
   /** Default: bounded (3 retries, 1 s, ×2, 30 s cap, jitter), then the DLQ. */
   retry?: RetryPolicy
   /** Dead-letter topic of this route. Default: `<source topic>.dlq`. */
   deadLetterTopic?: string
   /** Longest one attempt may take, ms; past it the attempt fails with a retryable timeout. */
   timeout?: number
+}
+
+/** A route handling its messages one at a time. */
+// biome-ignore lint/suspicious/noExplicitAny: see Route
+export interface MessageRoute<T = any> extends RouteOptions {
+  /** Handles the messages of this type; a throw fails the attempt (see `retry`). */
+  handler: Handler<T>
   /** Applied outermost first, around the handler. */
   middleware?: Middleware[]
+  handleBatch?: undefined
+  batch?: undefined
+}
+
+/**
+ * A route handling its messages in batches: consecutive messages of one lane (a partition,
+ * or a key in key mode), in offset order. A throw fails the attempt of the whole batch
+ * unless it is a {@link BatchError} naming the message that failed; see `batch.split`.
+ * Middleware wraps handlers of one message, so a batch route takes none (the consumer's
+ * `middleware` passes it by); `timeout` bounds each call of `handleBatch`.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see Route
+export interface BatchRoute<T = any> extends RouteOptions {
+  /** Handles a batch of messages of this type; they count as processed when it returns. */
+  handleBatch: BatchHandler<T>
+  /** How batches are made and split. */
+  batch?: BatchOptions
+  handler?: undefined
+  middleware?: undefined
+}
+
+/** How a batch route's batches are made, and what happens when one fails. */
+export interface BatchOptions {
+  /** Most messages in one batch. Default 100. */
+  maxSize?: number
+  /**
+   * How long a lane with fewer than `maxSize` messages waits for more before its batch
+   * starts, ms. Default 0: a batch takes what has arrived (records of one fetch together).
+   */
+  maxWait?: number
+  /**
+   * A batch that fails without naming the failing message (a plain error, not a
+   * `BatchError`): `true` (default) halves it until the first message that fails alone
+   * is found, handling the halves that succeed on the way, so only that message follows
+   * the retry policy (and may reach the DLQ), the ones before it are done and the ones
+   * after it make a batch again; `false` retries the whole batch by the policy and, when it gives up,
+   * dead-letters every message of it.
+   */
+  split?: boolean
 }
 
 /** Message type → route. */
@@ -29,7 +76,10 @@ export type TypeSource =
 
 export interface CompiledRoute {
   readonly type: string
+  /** Handles one message (for a batch route: a batch of one). */
   readonly handler: Handler<unknown>
+  /** A batch route's handler and options. */
+  readonly batch?: Readonly<Required<BatchOptions>> & { readonly handler: BatchHandler<unknown> }
   readonly retry: RetryPolicy
   readonly deadLetterTopic: string | undefined
 }
@@ -95,10 +145,13 @@ export function compileRoutes(routes: Routes, base = 'routes', shared: Middlewar
     const route = routes[type] as Route | undefined
     check(type.trim().length > 0, path, 'the message type must not be empty')
     check(typeof route === 'object' && route !== null, path, 'must be a route object with a handler')
+    const batched = route.handleBatch !== undefined
     check(
-      typeof route.handler === 'function',
+      batched ? route.handler === undefined : typeof route.handler === 'function',
       `${path} > handler`,
-      'must be a function (message, context) => …'
+      batched
+        ? 'a route has a handler or a handleBatch, not both'
+        : 'must be a function (message, context) => …'
     )
     const retry = route.retry ?? bounded()
     checkRetry(retry, `${path} > retry`)
@@ -111,27 +164,80 @@ export function compileRoutes(routes: Routes, base = 'routes', shared: Middlewar
     }
     if (route.timeout !== undefined)
       check(isPositiveNumber(route.timeout), `${path} > timeout`, 'must be a number of ms > 0')
-    const middleware = route.middleware ?? []
-    check(Array.isArray(middleware), `${path} > middleware`, 'must be an array of middleware')
-    for (const [i, m] of middleware.entries()) {
-      check(typeof m === 'function', `${path} > middleware[${i}]`, 'must be a function')
-    }
-    const handler = compose(route.handler, [
-      ...shared,
-      ...middleware,
-      ...(route.timeout === undefined ? [] : [withTimeout(route.timeout)])
-    ])
+    const compiled = batched ? compileBatch(route as BatchRoute, path) : compileMessage(route, shared, path)
     table.set(
       type,
       Object.freeze({
         type,
-        handler,
+        ...compiled,
         retry: Object.freeze({ ...retry }),
         deadLetterTopic: route.deadLetterTopic
       })
     )
   }
   return table
+}
+
+function compileMessage(
+  route: MessageRoute,
+  shared: readonly Middleware[],
+  path: string
+): Pick<CompiledRoute, 'handler'> {
+  const middleware = route.middleware ?? []
+  check(Array.isArray(middleware), `${path} > middleware`, 'must be an array of middleware')
+  for (const [i, m] of middleware.entries()) {
+    check(typeof m === 'function', `${path} > middleware[${i}]`, 'must be a function')
+  }
+  const handler = compose(route.handler, [
+    ...shared,
+    ...middleware,
+    ...(route.timeout === undefined ? [] : [withTimeout(route.timeout)])
+  ])
+  return { handler }
+}
+
+function compileBatch(route: BatchRoute, path: string): Pick<CompiledRoute, 'handler' | 'batch'> {
+  check(
+    typeof route.handleBatch === 'function',
+    `${path} > handleBatch`,
+    'must be a function (messages, context) => …'
+  )
+  check(
+    route.middleware === undefined,
+    `${path} > middleware`,
+    'middleware wraps one message at a time; a batch route takes none'
+  )
+  const options = route.batch ?? {}
+  check(
+    typeof options === 'object' && options !== null,
+    `${path} > batch`,
+    'must be { maxSize, maxWait, split }'
+  )
+  const batch = { maxSize: 100, maxWait: 0, split: true, ...options }
+  check(
+    Number.isInteger(batch.maxSize) && batch.maxSize > 0,
+    `${path} > batch.maxSize`,
+    'must be an integer > 0'
+  )
+  check(
+    typeof batch.maxWait === 'number' && Number.isFinite(batch.maxWait) && batch.maxWait >= 0,
+    `${path} > batch.maxWait`,
+    'must be a number of ms ≥ 0'
+  )
+  check(typeof batch.split === 'boolean', `${path} > batch.split`, 'must be true or false')
+  const handler =
+    route.timeout === undefined ? route.handleBatch : batchWithTimeout(route.timeout)(route.handleBatch)
+  return {
+    // A batch of one, as retries run it; a BatchError naming its message is that message's error.
+    handler: async (message, context) => {
+      try {
+        await handler([message], context)
+      } catch (error) {
+        throw error instanceof BatchError && error.index === 0 ? (error.cause ?? error) : error
+      }
+    },
+    batch: Object.freeze({ ...batch, handler })
+  }
 }
 
 export function checkTypeSource(source: unknown, path: string): asserts source is TypeSource {

@@ -259,3 +259,102 @@ test('a hold starts no record until unhold, lets running ones finish, then runs 
   await finish(0, 2)
   assert.deepEqual(started.at(-1), '0:4', 'the record that came during the hold runs too')
 })
+
+/** A scheduler handing runs over (as batch routes make it); `settle(run, index)` settles one record of a run. */
+function withRuns(size: number, wait: number, ordering: Ordering = 'partition') {
+  const runs: Array<{
+    offsets: number[]
+    settle: (index: number, outcome?: Outcome) => void
+    end: () => void
+  }> = []
+  const failures: unknown[] = []
+  const scheduler = new Scheduler({
+    ordering,
+    concurrency: 16,
+    process: () => {
+      throw new Error('a scheduler with runs hands every record over in a run')
+    },
+    run: {
+      size,
+      wait,
+      process: (records, _state, settle) =>
+        new Promise<void>((resolve) => {
+          runs.push({
+            offsets: records.map((r) => Number(r.offset)),
+            settle: (index, outcome = 'processed') => settle(index, outcome),
+            end: resolve
+          })
+        })
+    },
+    released: () => {},
+    failed: (error) => void failures.push(error)
+  })
+  const add = (state: PartitionState, offset: number, key: string | null = null) => {
+    state.progress.admit(BigInt(offset))
+    state.progress.accept(BigInt(offset))
+    scheduler.add(state, record(state, offset, key))
+  }
+  const turn = () => new Promise((resolve) => setImmediate(resolve))
+  return { scheduler, add, runs, failures, turn }
+}
+
+test('with runs, the records of a lane added in one turn are handed over together, at most the run size', async () => {
+  const { add, runs, turn } = withRuns(3, 0)
+  const a = partition(0)
+  for (const offset of [0, 1, 2, 3, 4]) add(a, offset)
+  await turn()
+  assert.deepEqual(
+    runs.map((r) => r.offsets),
+    [[0, 1, 2]],
+    'a full run starts at once; the lane then waits for it'
+  )
+  runs[0]!.end()
+  await turn()
+  await turn()
+  assert.deepEqual(
+    runs.map((r) => r.offsets),
+    [
+      [0, 1, 2],
+      [3, 4]
+    ]
+  )
+})
+
+test('with runs, a lane short of a full run waits up to the run wait for more records', async () => {
+  const { add, runs } = withRuns(10, 40)
+  const a = partition(0)
+  add(a, 0)
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  add(a, 1)
+  assert.equal(runs.length, 0, 'within the wait, nothing runs')
+  await new Promise((resolve) => setTimeout(resolve, 60))
+  assert.deepEqual(
+    runs.map((r) => r.offsets),
+    [[0, 1]]
+  )
+})
+
+test('with runs, records settle as the run settles them and what a run leaves unsettled is abandoned', async () => {
+  const { add, runs, turn } = withRuns(4, 0)
+  const a = partition(0)
+  for (const offset of [0, 1, 2, 3]) add(a, offset)
+  await turn()
+  runs[0]!.settle(0)
+  runs[0]!.settle(1)
+  assert.equal(a.progress.committable(), 2n, 'the settled prefix is committable while the run goes on')
+  runs[0]!.end()
+  await turn()
+  assert.equal(a.progress.committable(), 2n, 'records 2 and 3, never settled, are abandoned: not committed')
+  assert.equal(a.buffered, 0)
+  assert.equal(a.inFlight, 0)
+})
+
+test('with runs in key ordering, a run holds one key’s records only', async () => {
+  const { add, runs, turn } = withRuns(10, 0, 'key')
+  const a = partition(0)
+  add(a, 0, 'x')
+  add(a, 1, 'y')
+  add(a, 2, 'x')
+  await turn()
+  assert.deepEqual(runs.map((r) => r.offsets).sort(), [[0, 2], [1]])
+})
