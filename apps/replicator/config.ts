@@ -23,6 +23,12 @@ export interface ReplicatorSection {
   deadLetterTopic?: string
   /** Partitions applied at the same time. */
   concurrency: number
+  /**
+   * Consecutive events of a partition applied in one transaction: at most `maxSize`
+   * (default 100; 1 for a transaction per event), waiting up to `maxWait` ms for that many
+   * (default 0: what has arrived).
+   */
+  batch: { maxSize: number; maxWait: number }
   /** Failed writes are retried for ever: from `initialDelay`, doubling, to `maxDelay` (ms), with jitter. */
   retry: { initialDelay: number; maxDelay: number }
   /** Create the positions and relations tables at start when missing. Default true. */
@@ -75,6 +81,7 @@ export const replicatorDefaults: ReplicatorConfig = {
     topic: 'outbox.event.relations',
     groupId: 'conveyor-replicator',
     concurrency: 16,
+    batch: { maxSize: 100, maxWait: 0 },
     retry: { initialDelay: 1_000, maxDelay: 300_000 },
     migrate: true,
     positionsTable: 'conveyor_offsets',
@@ -97,6 +104,7 @@ export const replicatorEnv: ConfigExtension['env'] = {
   REPLICATOR_METRIC_NAMES: { path: 'replicator.metricNames' },
   REPLICATOR_ON_INVALID: { path: 'replicator.onInvalid' },
   REPLICATOR_SINK: { path: 'replicator.sink' },
+  REPLICATOR_BATCH_SIZE: { path: 'replicator.batch.maxSize', parse: Number },
   RELATION_API_SERVER: { path: 'relationsApi.address' }
 }
 
@@ -129,6 +137,10 @@ export const replicatorExtension: ConfigExtension = {
       fail('replicator.groupId', 'is required')
     if (!Number.isInteger(replicator.concurrency) || replicator.concurrency < 1)
       fail('replicator.concurrency', 'must be an integer ≥ 1')
+    if (!Number.isInteger(replicator.batch?.maxSize) || replicator.batch.maxSize < 1)
+      fail('replicator.batch.maxSize', 'must be an integer ≥ 1')
+    if (typeof replicator.batch.maxWait !== 'number' || !(replicator.batch.maxWait >= 0))
+      fail('replicator.batch.maxWait', 'must be a number of ms ≥ 0')
     for (const key of ['initialDelay', 'maxDelay'] as const)
       if (!isDelay(replicator.retry?.[key])) fail(`replicator.retry.${key}`, 'must be a number of ms > 0')
     if (replicator.retry.maxDelay < replicator.retry.initialDelay)

@@ -186,6 +186,7 @@ export async function runRelationsReplicator(loaded: LoadedReplicatorConfig): Pr
         sink: backend.sink,
         decode: decodeRelationsEvent,
         retry: settings.retry,
+        batch: settings.batch,
         concurrency: settings.concurrency,
         onInvalid: settings.onInvalid,
         ...(backend.skips ? { skips: backend.skips } : {}),

@@ -2,11 +2,14 @@
  * The ordered replicator: applies the events of each partition one at a time, in offset
  * order, through a {@link FencedSink}, exactly once.
  *
- * It is a Conveyor consumer with partition ordering and three things added:
+ * It is a Conveyor consumer with partition ordering and a batch route, and three things added:
  * - on assignment it takes the partition in the sink (`acquire`, which fences out earlier
  *   owners) and reads the partition from the sink's position, not the group's offset;
- * - each event is written with the partition's next offset in one sink write, so whatever
- *   crashes where, an event is applied once (Kafka offsets are still committed, for lag);
+ * - consecutive events of a partition (a batch: up to `batch.maxSize`, what has arrived) are
+ *   written with the partition's next offset in one sink write, so whatever crashes where,
+ *   an event is applied once (Kafka offsets are still committed, for lag); a batch whose
+ *   write fails is halved until the failing event is found, so the events before it are
+ *   applied and only it is retried;
  * - a write the fence refuses means another member has the partition: this one applies
  *   nothing more of it and waits to be told (its rebalance revokes the partition).
  *
@@ -65,6 +68,12 @@ export interface ReplicatorOptions<T, Token> {
   skipPollInterval?: number
   /** How failed writes are retried: for ever, by default from 1 s doubling to a 5 min cap, with jitter. */
   retry?: Partial<Omit<RetryForever, 'kind'>>
+  /**
+   * Consecutive events of a partition applied in one sink write: at most `maxSize`
+   * (default 100), after waiting up to `maxWait` ms for that many (default 0: what has
+   * arrived). `maxSize: 1` writes each event on its own.
+   */
+  batch?: { maxSize?: number; maxWait?: number }
   /** Partitions applied at the same time. Default 16. */
   concurrency?: number
   /** Dead-letter topic for a source topic. Default `<topic>.dlq`. */
@@ -160,10 +169,17 @@ export class Replicator<T, Token> {
       topics: options.topics,
       ordering: 'partition',
       codec,
-      typeFrom: () => 'event',
+      // An invalid event (block mode) has a route of its own: a batch ends before it.
+      typeFrom: ({ value }) => (value instanceof Invalid ? 'invalid' : 'event'),
       routes: {
+        invalid: {
+          handler: (message, context) =>
+            this.#block(message, (message.value as Invalid).error, context.signal),
+          retry: forever(options.retry)
+        },
         event: {
-          handler: (message, context) => this.#apply(message, context.signal),
+          handleBatch: (messages, context) => this.#apply(messages, context.signal),
+          batch: { maxSize: options.batch?.maxSize ?? 100, maxWait: options.batch?.maxWait ?? 0 },
           retry: forever(options.retry)
         }
       },
@@ -237,28 +253,40 @@ export class Replicator<T, Token> {
     this.#blocked.delete(key)
   }
 
-  async #apply(message: Message<unknown>, signal: AbortSignal): Promise<void> {
-    if (message.value === tombstone) return
-    if (message.value instanceof Invalid) return this.#block(message, message.value.error, signal)
-    const tp = { topic: message.topic, partition: message.partition }
+  /**
+   * Applies consecutive events of one partition in one sink write, with the position after
+   * the last; tombstones count as applied. A write the fence refuses leaves the partition
+   * idle; any other failure fails the batch, which the runtime then halves to find the
+   * event at fault, and retries.
+   */
+  async #apply(messages: readonly Message<unknown>[], signal: AbortSignal): Promise<void> {
+    if (messages.every((message) => message.value === tombstone)) return
+    const last = messages[messages.length - 1]!
+    const tp = { topic: last.topic, partition: last.partition }
     const key = partitionKey(tp.topic, tp.partition)
     const token = this.#tokens.get(key)
-    if (token === undefined || this.#fenced.has(key)) return this.#idle(signal)
-    const event: ReplicaEvent<T> = {
-      topic: message.topic,
-      partition: message.partition,
-      offset: message.offset,
-      key: message.key,
-      headers: message.headers,
-      value: message.value as T
-    }
+    if (token === undefined || this.#fenced.has(key)) throw await this.#idle(signal)
+    const events = messages.flatMap((message): ReplicaEvent<T>[] =>
+      message.value === tombstone
+        ? []
+        : [
+            {
+              topic: message.topic,
+              partition: message.partition,
+              offset: message.offset,
+              key: message.key,
+              headers: message.headers,
+              value: message.value as T
+            }
+          ]
+    )
     try {
-      await this.#sink.write(tp, [event], message.offset + 1n, token)
+      await this.#sink.write(tp, events, last.offset + 1n, token)
     } catch (error) {
-      if (!(error instanceof FencedError)) throw error // retried, for ever
+      if (!(error instanceof FencedError)) throw error // the batch is halved and retried, for ever
       this.#fenced.add(key)
       errorChannel.publish({ groupId: this.#groupId, error, fatal: false, context: 'fenced', partition: tp })
-      return this.#idle(signal)
+      throw await this.#idle(signal)
     }
   }
 
@@ -322,15 +350,16 @@ export class Replicator<T, Token> {
   }
 
   /**
-   * A partition this member may no longer write: the event is neither applied nor
-   * finished. Waits until the partition is revoked or the replicator stops, then fails the
-   * attempt, which the runtime then abandons (not committed, not dead-lettered).
+   * A partition this member may no longer write: the events are neither applied nor
+   * finished. Waits until the partition is revoked or the replicator stops, then gives the
+   * error that fails the attempt, which the runtime then abandons (not committed, not
+   * dead-lettered).
    */
-  async #idle(signal: AbortSignal): Promise<never> {
+  async #idle(signal: AbortSignal): Promise<ConveyorError> {
     const ended = AbortSignal.any([signal, this.#stopping.signal])
     if (!ended.aborted)
       await new Promise((resolve) => ended.addEventListener('abort', resolve, { once: true }))
-    throw new ConveyorError(ErrorCodes.FENCED, 'the partition is no longer this member’s to write', {
+    return new ConveyorError(ErrorCodes.FENCED, 'the partition is no longer this member’s to write', {
       retryable: true
     })
   }

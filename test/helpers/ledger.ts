@@ -39,6 +39,8 @@ export async function ledgerSink(t: TestContext, groupId: string, options: Ledge
   const pool = options.pool ?? admin
   const ledger = useTable(t, admin, 'ledger')
   const positions = useTable(t, admin, 'positions')
+  /** The number of events of each transaction the sink began, in order (failed ones too). */
+  const transactions: number[] = []
   await admin.query(
     `CREATE TABLE ${ledger} (id bigserial PRIMARY KEY, partition int, kafka_offset bigint, key text, seq int)`
   )
@@ -50,6 +52,7 @@ export async function ledgerSink(t: TestContext, groupId: string, options: Ledge
       ? {}
       : { idleInTransactionTimeout: options.idleInTransactionTimeout }),
     apply: async (events: readonly ReplicaEvent<Change>[], client: SqlClient) => {
+      transactions.push(events.length)
       for (const event of events) {
         if (options.fail?.(event)) throw new Error(`the sink refused offset ${event.offset}`)
         if (options.extra) await client.query(options.extra)
@@ -67,7 +70,7 @@ export async function ledgerSink(t: TestContext, groupId: string, options: Ledge
         `SELECT partition, kafka_offset FROM ${ledger} ORDER BY id`
       )
     ).rows.map((r) => ({ partition: r.partition, offset: BigInt(r.kafka_offset) }))
-  return { pool: admin, sink, applied, ledger }
+  return { pool: admin, sink, applied, ledger, transactions }
 }
 
 /** Each partition's offsets, in the order applied. */

@@ -13,6 +13,7 @@ import { FencedError, type ReplicaEvent } from '../../../src/replicator/sink.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import {
   cleanup,
+  committedOffsets,
   readAll,
   testConnection,
   useGroup,
@@ -186,6 +187,54 @@ test('a partition whose writes keep failing retries with backoff while the other
   assert.deepEqual(
     byPartition(await applied()).get(1),
     Array.from({ length: 100 }, (_, i) => BigInt(i)),
+    'each once, in order'
+  )
+})
+
+test('consecutive events go in one transaction, at most batch.maxSize; a batch the sink refuses is narrowed to its poison event, so the events before it are applied and committed to the group', async (t) => {
+  const topic = await useTopic(t, { partitions: 1 })
+  const groupId = useGroup(t)
+  let broken = true
+  let refusals = 0
+  const { sink, applied, transactions } = await ledgerSink(t, groupId, {
+    fail: (event) => {
+      const refuse = broken && event.offset === 321n
+      if (refuse) refusals++
+      return refuse
+    }
+  })
+  await produce(t, topic, 0, 500)
+  const replicator = createReplicator({
+    transport: useTransport(t),
+    groupId,
+    topics: [topic],
+    sink,
+    decode,
+    batch: { maxSize: 50 },
+    retry: { initialDelay: 50, maxDelay: 200 },
+    commitInterval: 100
+  })
+  await replicator.start()
+  cleanup(t, () => replicator.stop())
+  await waitFor(async () => (await applied()).length === 321 && refusals >= 3, {
+    timeout: 60_000,
+    description: 'the events before the poison applied, the poison retried'
+  })
+  // Every transaction holding the poison event failed (and counted a refusal): the others hold the 321.
+  const succeeded = transactions.length - refusals
+  assert.equal(Math.max(...transactions), 50, 'batches of up to maxSize events')
+  assert.ok(succeeded <= 30, `the 321 events before the poison in ${succeeded} transactions, not one each`)
+  await waitFor(async () => (await committedOffsets(topic, 1, groupId))[0] === 321n, {
+    timeout: 10_000,
+    description: 'the group’s offset at the poison event'
+  })
+  assert.equal(replicator.status().partitions[0]?.retrying[0]?.offset, '321')
+
+  broken = false
+  await waitFor(async () => (await applied()).length === 500, { timeout: 30_000, description: 'all applied' })
+  assert.deepEqual(
+    (await applied()).map((row) => row.offset),
+    Array.from({ length: 500 }, (_, i) => BigInt(i)),
     'each once, in order'
   )
 })
