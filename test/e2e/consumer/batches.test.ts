@@ -1,0 +1,129 @@
+/**
+ * Batch routes on a real broker: what a team consuming reports in batches of 100 relies
+ * on — each batch one partition's messages in offset order, a poison report dead-lettered
+ * alone with its neighbours processed, and the group's offsets committed past them all.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { createConsumer } from '../../../src/consumer/consumer.ts'
+import { BatchError } from '../../../src/core/errors.ts'
+import type { Message } from '../../../src/core/message.ts'
+import { bounded } from '../../../src/retry/policy.ts'
+import { waitFor } from '../../../src/util/wait.ts'
+import {
+  cleanup,
+  committedOffsets,
+  readAll,
+  useGroup,
+  useProducer,
+  useTopic,
+  useTransport
+} from '../../helpers/kafka.ts'
+
+interface Report {
+  message_type: 'report'
+  id: number
+  poison?: boolean
+}
+
+async function produceReports(t: Parameters<typeof useProducer>[0], topic: string, count: number) {
+  await useProducer(t).send({
+    messages: Array.from({ length: count }, (_, id) => ({
+      topic,
+      partition: id % 3,
+      value: JSON.stringify({ message_type: 'report', id, ...(id === 700 ? { poison: true } : {}) })
+    }))
+  })
+}
+
+test('a batch route gets batches of one partition in offset order, at most maxSize; a poison report is dead-lettered alone and every other is processed once, the offsets committed to the end', async (t) => {
+  const topic = await useTopic(t, { partitions: 3 })
+  const groupId = useGroup(t)
+  await produceReports(t, topic, 1_500)
+  const batches: Array<{ partition: number; offsets: bigint[] }> = []
+  const processed = new Map<number, number>()
+  const consumer = createConsumer({
+    transport: useTransport(t),
+    groupId,
+    topics: [topic],
+    commitInterval: 100,
+    routes: {
+      report: {
+        batch: { maxSize: 100 },
+        retry: bounded({ retries: 2, initialDelay: 20, maxDelay: 50 }),
+        handleBatch: (messages: readonly Message<Report>[]) => {
+          batches.push({ partition: messages[0]!.partition, offsets: messages.map((m) => m.offset) })
+          if (messages.some((m) => m.value.poison)) throw new Error('a report without an organisation')
+          for (const m of messages) processed.set(m.value.id, (processed.get(m.value.id) ?? 0) + 1)
+        }
+      }
+    }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  const [dead] = await readAll(t, `${topic}.dlq`, 1)
+  await waitFor(() => processed.size === 1_499, {
+    timeout: 60_000,
+    description: 'every other report processed'
+  })
+  assert.equal(JSON.parse(String(dead?.value)).id, 700)
+  assert.equal(dead?.headers.get('dlq_reason')?.toString(), 'retries_exhausted')
+  assert.ok(
+    [...processed.values()].every((times) => times === 1),
+    'each once'
+  )
+  assert.ok(!processed.has(700))
+  for (const { partition, offsets } of batches) {
+    assert.ok(offsets.length <= 100, 'at most maxSize')
+    for (let i = 1; i < offsets.length; i++)
+      assert.equal(offsets[i], offsets[i - 1]! + 1n, 'consecutive offsets of one partition')
+    assert.ok(partition >= 0 && partition < 3)
+  }
+  const sizes = batches.map((b) => b.offsets.length)
+  assert.ok(Math.max(...sizes) === 100, `full batches when a backlog waits (largest ${Math.max(...sizes)})`)
+  await waitFor(async () => (await committedOffsets(topic, 3, groupId)).every((offset) => offset === 500n), {
+    timeout: 10_000,
+    description: 'every partition committed to its end'
+  })
+})
+
+test('a BatchError naming the failing message commits the messages before it while that one waits for its retry', async (t) => {
+  const topic = await useTopic(t, { partitions: 1 })
+  const groupId = useGroup(t)
+  await useProducer(t).send({
+    messages: Array.from({ length: 50 }, (_, id) => ({
+      topic,
+      value: JSON.stringify({ message_type: 'report', id })
+    }))
+  })
+  let broken = true
+  const consumer = createConsumer({
+    transport: useTransport(t),
+    groupId,
+    topics: [topic],
+    commitInterval: 100,
+    routes: {
+      report: {
+        retry: bounded({ retries: 1_000, initialDelay: 50, maxDelay: 50, jitter: false }),
+        handleBatch: (messages: readonly Message<Report>[]) => {
+          const at = messages.findIndex((m) => m.value.id === 30)
+          if (broken && at >= 0) throw new BatchError(at, new Error('the API answered 503 for report 30'))
+        }
+      }
+    }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  await waitFor(async () => (await committedOffsets(topic, 1, groupId))[0] === 30n, {
+    timeout: 30_000,
+    description: 'offsets committed up to the failing report'
+  })
+  const [waiting] = consumer.status().partitions[0]!.retrying
+  assert.equal(waiting?.offset, '30')
+  assert.match(waiting?.error ?? '', /503 for report 30/)
+  broken = false
+  await waitFor(async () => (await committedOffsets(topic, 1, groupId))[0] === 50n, {
+    timeout: 30_000,
+    description: 'the rest once the failing report went through'
+  })
+})
