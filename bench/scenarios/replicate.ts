@@ -1,8 +1,9 @@
 /**
  * Replication into PostgreSQL: a backlog of change events over 12 partitions and 2,000 keys,
  * each applied as an upsert of its key's latest seq into a state table, in order per
- * partition. `exactly-once` is the replicator (`createReplicator` + `postgresSink`): each
- * event and its partition's position in one transaction, one transaction per event.
+ * partition. `exactly-once` is the replicator (`createReplicator` + `postgresSink`) as it
+ * comes: consecutive events of a partition (up to 100) and its position in one transaction.
+ * `exactly-once-single` is the same with `batch: { maxSize: 1 }`, one transaction per event.
  * `at-least-once` is the baseline a team writes first: a Conveyor consumer in partition
  * order running the same upsert on its own (autocommit), the position only in Kafka's
  * commits. Each run verifies every event applied (the upserts counted in the database)
@@ -62,7 +63,11 @@ async function timed(db: pg.Pool, table: string, count: number, started: () => n
   }
 }
 
-async function exactlyOnce({ topic, count }: Prepared, connection: KafkaConnection): Promise<Measurement> {
+async function exactlyOnce(
+  { topic, count }: Prepared,
+  connection: KafkaConnection,
+  maxSize: number
+): Promise<Measurement> {
   const { createReplicator } = await runtime('replicator/replicator.ts')
   const { postgresSink } = await runtime('replicator/postgres.ts')
   const { KafkaTransport } = await runtime('kafka/transport.ts')
@@ -88,6 +93,7 @@ async function exactlyOnce({ topic, count }: Prepared, connection: KafkaConnecti
     groupId,
     topics: [topic],
     sink,
+    batch: { maxSize },
     decode: ({ value }) => JSON.parse(value.toString()) as { key: string; seq: number }
   })
   try {
@@ -151,7 +157,11 @@ export const scenario: Scenario<Prepared> = {
   contenders: [
     {
       name: 'exactly-once',
-      label: 'Conveyor replicator: event and position in one transaction, one per event'
+      label: 'Conveyor replicator: events and position in one transaction, up to 100 per transaction'
+    },
+    {
+      name: 'exactly-once-single',
+      label: 'Conveyor replicator with batch.maxSize 1: one transaction per event'
     },
     { name: 'at-least-once', label: 'Conveyor consumer, the same upsert on its own, position only in Kafka' }
   ],
@@ -165,13 +175,17 @@ export const scenario: Scenario<Prepared> = {
     return { topic, count }
   },
   async measure(contender, prepared, { connection }) {
-    return contender === 'exactly-once'
-      ? exactlyOnce(prepared, connection)
-      : atLeastOnce(prepared, connection)
+    if (contender === 'exactly-once') return exactlyOnce(prepared, connection, 100)
+    if (contender === 'exactly-once-single') return exactlyOnce(prepared, connection, 1)
+    return atLeastOnce(prepared, connection)
   },
   async cleanup({ topic }, { connection }) {
     await deleteTopic(connection, topic)
   },
-  ratios: [{ numerator: 'exactly-once', denominator: 'at-least-once' }],
-  runtimeContenders: ['exactly-once']
+  ratios: [
+    { numerator: 'exactly-once', denominator: 'at-least-once' },
+    { numerator: 'exactly-once', denominator: 'exactly-once-single' },
+    { numerator: 'exactly-once-single', denominator: 'at-least-once' }
+  ],
+  runtimeContenders: ['exactly-once', 'exactly-once-single']
 }
