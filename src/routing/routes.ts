@@ -24,7 +24,9 @@ export interface MessageRoute<T = any> extends RouteOptions {
   handler: Handler<T>
   /** Applied outermost first, around the handler. */
   middleware?: Middleware[]
+  /** A route handling one message at a time has no batch handler. */
   handleBatch?: undefined
+  /** Nor batch options. */
   batch?: undefined
 }
 
@@ -41,7 +43,9 @@ export interface BatchRoute<T = any> extends RouteOptions {
   handleBatch: BatchHandler<T>
   /** How batches are made and split. */
   batch?: BatchOptions
+  /** A batch route has no handler of one message. */
   handler?: undefined
+  /** Nor middleware: middleware wraps handlers of one message. */
   middleware?: undefined
 }
 
