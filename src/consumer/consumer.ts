@@ -314,7 +314,6 @@ export class ConveyorConsumer {
   }
 }
 
-/** Whether a record was finished by an earlier owner (`state.skip`); if so it counts as finished now. */
 /**
  * With batch routes, a lane hands its records over in runs as long as the longest batch,
  * after waiting as long as the most patient route for that many (see `BatchOptions`).
@@ -334,6 +333,7 @@ function runs(
   }
 }
 
+/** Whether a record was finished by an earlier owner (`state.skip`); if so it counts as finished now. */
 function skipFinished(state: PartitionState, offset: bigint): boolean {
   const runs = state.skip!
   if (offset >= runs[runs.length - 1]!.to) {

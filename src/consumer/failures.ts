@@ -148,18 +148,25 @@ export class FailurePath {
           delay: decision.delay
         })
     }
-    return (await this.#waitForRetry(state, first, attempt, decision.delay, error)) ? 'retry' : 'abandoned'
+    const waited = await this.#waitForRetry(state, first, attempt, decision.delay, error, messages.length)
+    return waited ? 'retry' : 'abandoned'
   }
 
-  /** Waits `delay` ms before the next attempt; false when the consumer stopped or lost the partition. */
+  /**
+   * Waits `delay` ms before the next attempt of `message` (and of the `count - 1` after it
+   * in its batch); false when the consumer stopped or lost the partition.
+   */
   async #waitForRetry(
     state: PartitionState,
     message: DeliveredMessage,
     attempt: number,
     delay: number,
-    error: unknown
+    error: unknown,
+    count = 1
   ): Promise<boolean> {
-    if (state.retrying++ === 0) this.#options.blocked(state)
+    const first = state.retrying === 0
+    state.retrying += count
+    if (first) this.#options.blocked(state)
     const waiting: RetryWait = {
       offset: message.offset,
       key: message.keyString,
@@ -173,7 +180,7 @@ export class FailurePath {
       return await wait(delay, state.waits)
     } finally {
       state.retryWaits.delete(waiting)
-      state.retrying--
+      state.retrying -= count
     }
   }
 

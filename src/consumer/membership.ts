@@ -269,7 +269,8 @@ export class Membership {
     if (this.#options.stopping.aborted) return this.#closing.promise
     this.#options.scheduler.hold()
     const states = [...this.partitions.values()]
-    const running = () => states.some((s) => s.inFlight > s.retryWaits.size)
+    // Records waiting for a retry, or in a run and not started, are not running.
+    const running = () => states.some((s) => s.inFlight - s.unstarted > s.retrying)
     const deadline = Date.now() + this.#options.drainTimeout
     while (running() && Date.now() < deadline && !this.#options.stopping.aborted) await sleep(5)
     if (this.#options.stopping.aborted) return this.#closing.promise

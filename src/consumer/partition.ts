@@ -35,12 +35,15 @@ export interface PartitionState {
   progress: PartitionProgress
   /** Queued (not started) plus in flight. */
   buffered: number
+  /** Handed to a handler (or taken into a run) and not yet settled. */
   inFlight: number
+  /** Of those, taken into a run (batch routes) and not yet handed to a handler. */
+  unstarted: number
   /** Every record from the first dropped one on is set aside until the rewind. */
   pausedTail: boolean
   /** Assignment listeners have not finished with it yet: no record is handled. */
   preparing: boolean
-  /** Messages of this partition waiting for a retry. */
+  /** Messages of this partition waiting for a retry (a whole batch retried counts each of its messages). */
   retrying: number
   /** What those messages are, for `status()`. */
   readonly retryWaits: Set<RetryWait>
@@ -76,6 +79,7 @@ export function newPartitionState(
     progress: new PartitionProgress(tp.topic, tp.partition),
     buffered: 0,
     inFlight: 0,
+    unstarted: 0,
     pausedTail: false,
     preparing: false,
     retrying: 0,

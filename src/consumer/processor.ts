@@ -26,13 +26,16 @@ import { wait } from '../util/wait.ts'
 import { DeliveredMessage } from './delivered-message.ts'
 import { FailurePath } from './failures.ts'
 import type { Outcome, PartitionState } from './partition.ts'
-import type { SettleRun } from './scheduler.ts'
+import type { RunControl } from './scheduler.ts'
 
 /** Decoding that fails for a transient reason (registry down) is retried with this policy. */
 const decodeRetry = forever({ initialDelay: 250, maxDelay: 10_000 })
 
 /** What `#decode` answers when the consumer stopped while it waited. */
 const abandoned = Symbol('abandoned')
+
+/** What `#decode` answers, when told not to wait, for a decode that must wait to be tried again. */
+const deferred = Symbol('deferred')
 
 /**
  * A record decoded and routed, ready for its handler; or how it ends without one
@@ -42,6 +45,7 @@ type Prepared =
   | { ready: true; route: CompiledRoute; message: DeliveredMessage }
   | { ready: false; outcome: 'abandoned' | 'ignored' }
   | { ready: false; error: unknown }
+  | { ready: false; deferred: true }
 
 /** A record of a run with its position in the run, ready for its batch handler. */
 interface BatchItem {
@@ -130,42 +134,63 @@ export class Processor {
    * record on its own. Records left when the partition is lost or the consumer stops are
    * abandoned.
    */
-  async handleRun(records: InboundRecord[], state: PartitionState, settle: SettleRun): Promise<void> {
+  async handleRun(records: InboundRecord[], state: PartitionState, control: RunControl): Promise<void> {
+    const settle = control.settle
     let next: Prepared | undefined
     for (let i = 0; i < records.length; ) {
+      // A rebalance is coming: start nothing until it has passed (or taken the partition).
+      const held = control.held()
+      if (held !== undefined) await until(held, state.waits)
+      if (state.waits.aborted) {
+        for (; i < records.length; i++) settle(i, 'abandoned')
+        return
+      }
       const started = performance.now()
       const prepared = next ?? (await this.#prepare(records[i]!, state))
       next = undefined
       if (!prepared.ready) {
-        settle(i, await this.#unhandled(records[i]!, state, prepared, started))
+        control.start(i, i + 1)
+        settle(i, await this.#unhandled(records[i]!, state, prepared as Prepared & { ready: false }, started))
         i++
         continue
       }
       const { route } = prepared
       if (route.batch === undefined) {
+        control.start(i, i + 1)
         settle(i, await this.#handleOne(records[i]!, state, route, prepared.message, started))
         i++
         continue
       }
       const batch: BatchItem[] = [{ index: i, record: records[i]!, message: prepared.message }]
       for (let j = i + 1; j < records.length && batch.length < route.batch.maxSize; j++) {
-        const following = await this.#prepare(records[j]!, state)
+        // Looking ahead never waits (for a registry that is down, say): that record's turn comes later.
+        const following = await this.#prepare(records[j]!, state, undefined, false)
         if (!following.ready || following.route !== route) {
-          next = following // its turn comes after the batch
+          if (!('deferred' in following)) next = following // its turn comes after the batch
           break
         }
         batch.push({ index: j, record: records[j]!, message: following.message })
       }
-      await this.#handleBatch(batch, state, route, settle, started)
+      control.start(i, i + batch.length)
+      await this.#handleBatch(batch, state, route, control, started)
       i += batch.length
     }
   }
 
-  /** Decodes and routes a record (see {@link Prepared}); never throws. */
-  async #prepare(record: InboundRecord, state: PartitionState, decoded?: unknown): Promise<Prepared> {
+  /**
+   * Decodes and routes a record (see {@link Prepared}); never throws. With `wait` false, a
+   * decode that fails for a passing reason is not waited for: the record is `deferred`.
+   */
+  async #prepare(
+    record: InboundRecord,
+    state: PartitionState,
+    decoded?: unknown,
+    wait = true
+  ): Promise<Prepared> {
     try {
-      const value = await this.#decode(record, state.waits, decoded as PromiseLike<unknown> | undefined)
+      const value = await this.#decode(record, state.waits, decoded as PromiseLike<unknown> | undefined, wait)
       if (value === abandoned) return { ready: false, outcome: 'abandoned' }
+      if (value === deferred) return { ready: false, deferred: true }
       const type = readType(this.#options.typeFrom, value, record.headers)
       const route = type === undefined ? undefined : this.#options.routes.get(type)
       if (!route) {
@@ -189,6 +214,7 @@ export class Processor {
     prepared: Prepared & { ready: false },
     started: number
   ): Promise<Outcome> {
+    if ('deferred' in prepared) return this.#handled(record, undefined, 'abandoned', 1, started) // never: only look-ahead defers
     if ('outcome' in prepared) return this.#handled(record, undefined, prepared.outcome, 1, started)
     const outcome = await this.#failures.deadLetter(record, state, {
       topic: this.#options.deadLetterTopic(record.topic),
@@ -228,38 +254,49 @@ export class Processor {
     items: BatchItem[],
     state: PartitionState,
     route: CompiledRoute,
-    settle: SettleRun,
-    started: number
+    control: RunControl,
+    started: number,
+    failed?: { error: unknown; attempt: number }
   ): Promise<void> {
     const { handler, split } = route.batch!
-    let attempt = 1
-    let messages = items.map((item) => item.message)
+    let attempt = failed?.attempt ?? 1
+    let messages = items.map((item) => (attempt === 1 ? item.message : item.message.withAttempt(attempt)))
     let firstFailure: Date | undefined
-    for (;;) {
+    let error = failed?.error
+    if (failed === undefined) {
+      // A batch after a failed message (the rest) is a new batch: not during a hold.
+      const held = control.held()
+      if (held !== undefined) await until(held, state.waits)
+    }
+    for (let call = failed === undefined; ; call = true) {
       if (state.waits.aborted) {
         for (const item of items)
-          settle(item.index, this.#handled(item.record, item.message, 'abandoned', attempt, started))
+          control.settle(item.index, this.#handled(item.record, item.message, 'abandoned', attempt, started))
         return
       }
-      let error: unknown
-      try {
-        await this.#callBatch(handler, messages, this.#contextFor(state, messages[0]!))
-        for (const [k, item] of items.entries())
-          settle(item.index, this.#handled(item.record, messages[k]!, 'processed', attempt, started))
-        return
-      } catch (thrown) {
-        error = thrown
+      if (call) {
+        try {
+          await this.#callBatch(handler, messages, this.#contextFor(state, messages[0]!))
+          for (const [k, item] of items.entries())
+            control.settle(
+              item.index,
+              this.#handled(item.record, messages[k]!, 'processed', attempt, started)
+            )
+          return
+        } catch (thrown) {
+          error = thrown
+        }
       }
       const index = error instanceof BatchError ? error.index : undefined
       if (index !== undefined && Number.isInteger(index) && index >= 0 && index < items.length) {
         const cause = (error as BatchError).cause ?? error
-        return this.#failedAt(items, index, state, route, settle, started, { error: cause, attempt })
+        return this.#failedAt(items, index, state, route, control, started, { error: cause, attempt })
       }
-      if (items.length === 1 || split) {
-        if (items.length === 1)
-          return this.#failedAt(items, 0, state, route, settle, started, { error, attempt })
-        return this.#split(items, state, route, settle, started)
-      }
+      if (items.length === 1)
+        return this.#failedAt(items, 0, state, route, control, started, { error, attempt })
+      // A call that timed out may still be running: halving now would run its messages
+      // beside it. The policy's wait comes first; the batch is then tried whole again.
+      if (split && !isTimeout(error)) return this.#split(items, state, route, control, started)
       firstFailure ??= new Date()
       const decision = await this.#failures.retryBatch(state, route, messages, attempt, error, firstFailure)
       if (decision === 'retry') {
@@ -273,7 +310,7 @@ export class Processor {
           decision === 'abandoned'
             ? 'abandoned'
             : await this.#failures.deadLetter(item.record, state, { ...decision, attempts: attempt })
-        settle(item.index, this.#handled(item.record, messages[k]!, outcome, attempt, started))
+        control.settle(item.index, this.#handled(item.record, messages[k]!, outcome, attempt, started))
       }
       return
     }
@@ -288,12 +325,12 @@ export class Processor {
     index: number,
     state: PartitionState,
     route: CompiledRoute,
-    settle: SettleRun,
+    control: RunControl,
     started: number,
     failed: { error: unknown; attempt: number }
   ): Promise<void> {
     for (const item of items.slice(0, index))
-      settle(
+      control.settle(
         item.index,
         this.#handled(
           item.record,
@@ -305,9 +342,12 @@ export class Processor {
       )
     const failing = items[index]!
     const message = failed.attempt === 1 ? failing.message : failing.message.withAttempt(failed.attempt)
-    settle(failing.index, await this.#failures.retry(failing.record, state, route, message, started, failed))
+    control.settle(
+      failing.index,
+      await this.#failures.retry(failing.record, state, route, message, started, failed)
+    )
     const rest = items.slice(index + 1)
-    if (rest.length > 0) await this.#handleBatch(rest, state, route, settle, started)
+    if (rest.length > 0) await this.#handleBatch(rest, state, route, control, started)
   }
 
   /**
@@ -320,7 +360,7 @@ export class Processor {
     items: BatchItem[],
     state: PartitionState,
     route: CompiledRoute,
-    settle: SettleRun,
+    control: RunControl,
     started: number
   ): Promise<void> {
     const { handler } = route.batch!
@@ -332,7 +372,7 @@ export class Processor {
     for (;;) {
       if (state.waits.aborted) {
         for (const left of items.slice(done))
-          settle(left.index, this.#handled(left.record, left.message, 'abandoned', 1, started))
+          control.settle(left.index, this.#handled(left.record, left.message, 'abandoned', 1, started))
         return
       }
       const mid = whole || end - done === 1 ? end : done + Math.ceil((end - done) / 2)
@@ -347,24 +387,26 @@ export class Processor {
         const index = error instanceof BatchError ? error.index : undefined
         if (index !== undefined && Number.isInteger(index) && index >= 0 && index < chunk.length) {
           const cause = (error as BatchError).cause ?? error
-          return this.#failedAt(items.slice(done), index, state, route, settle, started, {
+          return this.#failedAt(items.slice(done), index, state, route, control, started, {
             error: cause,
             attempt: 1
           })
         }
         if (chunk.length === 1)
-          return this.#failedAt(items.slice(done), 0, state, route, settle, started, { error, attempt: 1 })
+          return this.#failedAt(items.slice(done), 0, state, route, control, started, { error, attempt: 1 })
+        if (isTimeout(error))
+          return this.#handleBatch(items.slice(done), state, route, control, started, { error, attempt: 1 })
         end = mid
         whole = false
         continue
       }
       for (const item of chunk)
-        settle(item.index, this.#handled(item.record, item.message, 'processed', 1, started))
+        control.settle(item.index, this.#handled(item.record, item.message, 'processed', 1, started))
       done = mid
       if (done === end) {
         // The part that failed went through this time: the rest make a batch again.
         const rest = items.slice(done)
-        if (rest.length > 0) await this.#handleBatch(rest, state, route, settle, started)
+        if (rest.length > 0) await this.#handleBatch(rest, state, route, control, started)
         return
       }
       whole = true
@@ -405,7 +447,12 @@ export class Processor {
    * message's fault: it waits with capped backoff and tries again, never dead-letters.
    * `first` is a decode already started (on the fast path): its outcome is the first attempt's.
    */
-  async #decode(record: InboundRecord, signal: AbortSignal, first?: PromiseLike<unknown>): Promise<unknown> {
+  async #decode(
+    record: InboundRecord,
+    signal: AbortSignal,
+    first?: PromiseLike<unknown>,
+    waitToRetry = true
+  ): Promise<unknown> {
     for (let attempt = 1; ; attempt++) {
       try {
         if (attempt === 1 && first !== undefined) return await first
@@ -415,6 +462,7 @@ export class Processor {
         })
       } catch (error) {
         if (!(error instanceof ConveyorError) || !error.retryable) throw error
+        if (!waitToRetry) return deferred
         errorChannel.publish({ groupId: this.#options.groupId, error, fatal: false, context: 'decode' })
         if (!(await wait(backoff(decodeRetry, attempt), signal))) return abandoned
       }
@@ -455,6 +503,23 @@ export class Processor {
     }
     return outcome
   }
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof ConveyorError && error.code === ErrorCodes.HANDLER_TIMEOUT
+}
+
+/** Resolves when `promise` does or `signal` aborts, whichever is first. */
+function until(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+    promise.then(done, done)
+  })
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -34,8 +34,15 @@ interface Lane {
   cancelWait: (() => void) | undefined
 }
 
-/** Settles the record at `index` of a run. */
-export type SettleRun = (index: number, outcome: Outcome) => void
+/** What the processor of a run reports to the scheduler, and asks of it. */
+export interface RunControl {
+  /** The records at `from` … `to - 1` are handed to a handler (or the DLQ) now. */
+  start(from: number, to: number): void
+  /** The record at `index` is done with. */
+  settle(index: number, outcome: Outcome): void
+  /** While a hold (a rebalance) is in force, a promise of its end: start nothing new until then. */
+  held(): Promise<void> | undefined
+}
 
 export interface SchedulerOptions {
   ordering: Ordering
@@ -44,12 +51,12 @@ export interface SchedulerOptions {
   process(record: InboundRecord, partition: PartitionState): Outcome | Promise<Outcome>
   /**
    * Set for batch routes: a lane hands over up to `size` consecutive records at once to
-   * `processRun`, after waiting up to `wait` ms for that many to arrive.
+   * `run.process`, after waiting up to `wait` ms for that many to arrive.
    */
   run?: {
     size: number
     wait: number
-    process(records: InboundRecord[], partition: PartitionState, settle: SettleRun): Promise<void>
+    process(records: InboundRecord[], partition: PartitionState, control: RunControl): Promise<void>
   }
   /** A lane of the partition gave its slot back (flow control may resume reading). */
   released(partition: PartitionState): void
@@ -71,6 +78,8 @@ export class Scheduler {
   #halted = false
   /** Set during `hold`: like `#halted`, until `unhold`. */
   #held = false
+  /** Resolved at `unhold`: runs under way wait for it before they start another record. */
+  #unheld: PromiseWithResolvers<void> | undefined
   readonly #idle: Array<() => void> = []
 
   constructor(options: SchedulerOptions) {
@@ -126,12 +135,15 @@ export class Scheduler {
    */
   hold(): void {
     this.#held = true
+    this.#unheld ??= Promise.withResolvers()
   }
 
   /** Ends a `hold`: every lane with queued records is scheduled again. */
   unhold(): void {
     if (!this.#held) return
     this.#held = false
+    this.#unheld?.resolve()
+    this.#unheld = undefined
     for (const lane of this.#lanes.values()) this.#schedule(lane)
     this.#pump() // lanes that were already waiting for a slot
   }
@@ -316,19 +328,34 @@ export class Scheduler {
       lane.head = 0
     }
     partition.inFlight += records.length
+    partition.unstarted += records.length
+    const started = new Array<boolean>(records.length).fill(false)
     const settled = new Array<boolean>(records.length).fill(false)
-    const settle: SettleRun = (index, outcome) => {
-      if (settled[index]) return
-      settled[index] = true
-      this.#settle(partition, records[index]!, outcome)
+    const control: RunControl = {
+      start: (from, to) => {
+        for (let i = from; i < to; i++) {
+          if (started[i] || settled[i]) continue
+          started[i] = true
+          partition.unstarted--
+        }
+      },
+      settle: (index, outcome) => {
+        if (settled[index]) return
+        settled[index] = true
+        if (!started[index]) partition.unstarted--
+        this.#settle(partition, records[index]!, outcome)
+        // Flow control and early commits need not wait for the whole run.
+        this.#options.released(partition)
+      },
+      held: () => this.#unheld?.promise
     }
     const end = (error?: unknown) => {
       if (error !== undefined) this.#options.failed(error)
       // What the processor left unsettled (only a bug does) is abandoned: never committed.
-      for (let i = 0; i < records.length; i++) settle(i, 'abandoned')
+      for (let i = 0; i < records.length; i++) control.settle(i, 'abandoned')
       this.#release(lane)
     }
-    run.process(records, partition, settle).then(
+    run.process(records, partition, control).then(
       () => end(),
       (error: unknown) => end(error ?? new Error('the run failed'))
     )

@@ -1,6 +1,6 @@
 /**
- * The ordered replicator: applies the events of each partition one at a time, in offset
- * order, through a {@link FencedSink}, exactly once.
+ * The ordered replicator: applies the events of each partition in offset order, consecutive
+ * ones together, through a {@link FencedSink}, exactly once.
  *
  * It is a Conveyor consumer with partition ordering and a batch route, and three things added:
  * - on assignment it takes the partition in the sink (`acquire`, which fences out earlier

@@ -127,3 +127,56 @@ test('a BatchError naming the failing message commits the messages before it whi
     description: 'the rest once the failing report went through'
   })
 })
+
+test('a batch of 100 whose 37th message is poison: the 36 before it are committed while it retries, it alone reaches the DLQ after its retries, and the other 63 are handled', async (t) => {
+  const topic = await useTopic(t, { partitions: 1 })
+  const groupId = useGroup(t)
+  await useProducer(t).send({
+    messages: Array.from({ length: 100 }, (_, id) => ({
+      topic,
+      value: JSON.stringify({ message_type: 'report', id, ...(id === 36 ? { poison: true } : {}) })
+    }))
+  })
+  const sizes: number[] = []
+  const handled = new Map<number, number>()
+  const attempts: number[] = []
+  const consumer = createConsumer({
+    transport: useTransport(t),
+    groupId,
+    topics: [topic],
+    commitInterval: 100,
+    routes: {
+      report: {
+        batch: { maxSize: 100, maxWait: 2_000 },
+        retry: bounded({ retries: 2, initialDelay: 700, maxDelay: 700, jitter: false }),
+        handleBatch: (messages: readonly Message<Report>[]) => {
+          sizes.push(messages.length)
+          const poison = messages.find((m) => m.value.poison)
+          if (poison) {
+            if (messages.length === 1) attempts.push(poison.attempt)
+            throw new Error('the report names no organisation')
+          }
+          for (const m of messages) handled.set(m.value.id, (handled.get(m.value.id) ?? 0) + 1)
+        }
+      }
+    }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  await waitFor(async () => (await committedOffsets(topic, 1, groupId))[0] === 36n, {
+    timeout: 30_000,
+    description: 'the 36 before the poison committed'
+  })
+  assert.equal(consumer.status().partitions[0]?.retrying[0]?.offset, '36', 'while the poison waits for its retry')
+  assert.equal(sizes[0], 100, 'one batch of 100 first')
+  const [dead] = await readAll(t, `${topic}.dlq`, 1)
+  assert.equal(dead?.headers.get('dlq_source_offset')?.toString(), '36')
+  assert.equal(dead?.headers.get('dlq_attempts')?.toString(), '3')
+  assert.deepEqual(attempts, [1, 2, 3], 'found alone, then retried twice by the policy')
+  await waitFor(() => handled.size === 99, { timeout: 30_000, description: 'the other 63 handled' })
+  assert.ok([...handled.values()].every((times) => times === 1), 'each once')
+  await waitFor(async () => (await committedOffsets(topic, 1, groupId))[0] === 100n, {
+    timeout: 10_000,
+    description: 'committed to the end'
+  })
+})

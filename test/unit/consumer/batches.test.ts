@@ -11,7 +11,7 @@ import { jsonCodec } from '../../../src/codec/json.ts'
 import type { Outcome } from '../../../src/consumer/partition.ts'
 import { newPartitionState } from '../../../src/consumer/partition.ts'
 import { Processor } from '../../../src/consumer/processor.ts'
-import { BatchError, NonRetryableError } from '../../../src/core/errors.ts'
+import { BatchError, ConveyorError, ErrorCodes, NonRetryableError } from '../../../src/core/errors.ts'
 import type { Message } from '../../../src/core/message.ts'
 import { DeadLetterHeaders } from '../../../src/dead-letter/record.ts'
 import { bounded, forever } from '../../../src/retry/policy.ts'
@@ -37,7 +37,7 @@ function reports(n: number): Array<object> {
   return Array.from({ length: n }, (_, id) => ({ message_type: 'report', id }))
 }
 
-function setup(routes: Routes) {
+function setup(routes: Routes, codec = jsonCodec) {
   const stopping = new AbortController()
   const state = newPartitionState(
     { topic: 'reports', partition: 0 },
@@ -48,7 +48,7 @@ function setup(routes: Routes) {
   const processor = new Processor({
     groupId: 'g',
     routes: compileRoutes(routes, 'routes', []),
-    codec: jsonCodec,
+    codec,
     typeFrom: { field: 'message_type' },
     unknownType: 'dead-letter',
     deadLetterTopic: (topic) => `${topic}.dlq`,
@@ -63,9 +63,13 @@ function setup(routes: Routes) {
     blocked: () => {}
   })
   /** Runs the records; resolves to each one's outcome, in the order they were settled. */
-  const run = async (input: InboundRecord[]) => {
+  const run = async (input: InboundRecord[], held: () => Promise<void> | undefined = () => undefined) => {
     const settled: Array<[number, Outcome]> = []
-    await processor.handleRun(input, state, (index, outcome) => void settled.push([index, outcome]))
+    await processor.handleRun(input, state, {
+      start: () => {},
+      settle: (index, outcome) => void settled.push([index, outcome]),
+      held
+    })
     return settled
   }
   const deadIds = () => dead.map((r) => JSON.parse(String(r.value)).id as number)
@@ -268,4 +272,95 @@ test('a route with both handler and handleBatch, or batch options out of range, 
     () => compileRoutes({ report: { handleBatch: handler, batch: { maxWait: -1 } } }),
     /batch.maxWait: must be a number of ms ≥ 0/
   )
+})
+
+test('during a hold (a rebalance) a run starts no further batch until the hold ends', async () => {
+  const calls: number[][] = []
+  const { run } = setup({
+    report: {
+      batch: { maxSize: 2 },
+      handleBatch: (batch) => void calls.push(ids(batch))
+    }
+  })
+  let hold: PromiseWithResolvers<void> | undefined
+  const running = run(records(reports(6)), () => hold?.promise)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(
+    calls,
+    [
+      [0, 1],
+      [2, 3],
+      [4, 5]
+    ],
+    'without a hold the run goes through'
+  )
+  await running
+
+  calls.length = 0
+  hold = Promise.withResolvers()
+  const heldRun = run(records(reports(4)), () => hold?.promise)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.deepEqual(calls, [], 'nothing starts while the hold is in force')
+  const ended = hold
+  hold = undefined
+  ended.resolve()
+  const settled = await heldRun
+  assert.deepEqual(calls, [
+    [0, 1],
+    [2, 3]
+  ])
+  assert.equal(settled.length, 4)
+})
+
+test('a batch that times out is not halved beside the call that may still run: the policy waits, then the batch is tried whole', async () => {
+  const calls: number[][] = []
+  let slow = true
+  const { run, dead } = setup({
+    report: {
+      timeout: 20,
+      retry: bounded({ retries: 3, initialDelay: 30, maxDelay: 30, jitter: false }),
+      handleBatch: async (batch) => {
+        calls.push(ids(batch))
+        if (slow) {
+          slow = false
+          await new Promise((resolve) => setTimeout(resolve, 200))
+        }
+      }
+    }
+  })
+  const settled = await run(records(reports(4)))
+  assert.deepEqual(calls, [
+    [0, 1, 2, 3],
+    [0, 1, 2, 3]
+  ])
+  assert.equal(dead.length, 0)
+  assert.deepEqual(
+    settled.map(([, outcome]) => outcome),
+    Array(4).fill('processed')
+  )
+})
+
+test('a record whose decode must wait (the registry is down) ends the batch before it instead of holding the batch back', async () => {
+  let registryUp = false
+  const codec = {
+    name: 'flaky',
+    decode: (bytes: Buffer | null) => {
+      const value = JSON.parse(String(bytes)) as { id: number }
+      if (value.id === 3 && !registryUp)
+        throw new ConveyorError(ErrorCodes.REGISTRY, 'the registry is unreachable', { retryable: true })
+      return value
+    },
+    encode: () => Buffer.alloc(0)
+  }
+  const calls: number[][] = []
+  const { run } = setup({ report: { handleBatch: (batch) => void calls.push(ids(batch)) } }, codec)
+  const running = run(records(reports(6)))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.deepEqual(calls, [[0, 1, 2]], 'the three before it handled while it waits')
+  registryUp = true
+  await running
+  assert.deepEqual(calls, [
+    [0, 1, 2],
+    [3, 4, 5]
+  ])
 })

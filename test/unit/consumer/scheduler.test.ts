@@ -264,6 +264,8 @@ test('a hold starts no record until unhold, lets running ones finish, then runs 
 function withRuns(size: number, wait: number, ordering: Ordering = 'partition') {
   const runs: Array<{
     offsets: number[]
+    start: (from: number, to: number) => void
+    held: () => Promise<void> | undefined
     settle: (index: number, outcome?: Outcome) => void
     end: () => void
   }> = []
@@ -277,11 +279,13 @@ function withRuns(size: number, wait: number, ordering: Ordering = 'partition') 
     run: {
       size,
       wait,
-      process: (records, _state, settle) =>
+      process: (records, _state, control) =>
         new Promise<void>((resolve) => {
           runs.push({
             offsets: records.map((r) => Number(r.offset)),
-            settle: (index, outcome = 'processed') => settle(index, outcome),
+            start: control.start,
+            settle: (index, outcome = 'processed') => control.settle(index, outcome),
+            held: control.held,
             end: resolve
           })
         })
@@ -357,4 +361,40 @@ test('with runs in key ordering, a run holds one key’s records only', async ()
   add(a, 2, 'x')
   await turn()
   assert.deepEqual(runs.map((r) => r.offsets).sort(), [[0, 2], [1]])
+})
+
+test('with runs, records taken into a run count as unstarted until handed to a handler, so a rebalance does not wait for them', async () => {
+  const { add, runs, turn } = withRuns(4, 0)
+  const a = partition(0)
+  for (const offset of [0, 1, 2, 3]) add(a, offset)
+  await turn()
+  assert.equal(a.inFlight, 4)
+  assert.equal(a.unstarted, 4)
+  runs[0]!.start(0, 2)
+  assert.equal(a.unstarted, 2, 'two handed to the handler')
+  runs[0]!.settle(0)
+  runs[0]!.settle(3, 'abandoned')
+  assert.equal(a.inFlight, 2)
+  assert.equal(a.unstarted, 1, 'the abandoned one, never started, is no longer counted')
+})
+
+test('with runs, a hold gives running runs a promise that resolves at unhold', async () => {
+  const { scheduler, add, runs, turn } = withRuns(2, 0)
+  const a = partition(0)
+  add(a, 0)
+  add(a, 1)
+  await turn()
+  assert.equal(runs[0]!.held(), undefined)
+  scheduler.hold()
+  const held = runs[0]!.held()
+  assert.ok(held instanceof Promise)
+  let ended = false
+  void held.then(() => {
+    ended = true
+  })
+  await turn()
+  assert.equal(ended, false)
+  scheduler.unhold()
+  await turn()
+  assert.equal(ended, true)
 })
