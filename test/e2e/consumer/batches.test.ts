@@ -167,16 +167,65 @@ test('a batch of 100 whose 37th message is poison: the 36 before it are committe
     timeout: 30_000,
     description: 'the 36 before the poison committed'
   })
-  assert.equal(consumer.status().partitions[0]?.retrying[0]?.offset, '36', 'while the poison waits for its retry')
+  assert.equal(
+    consumer.status().partitions[0]?.retrying[0]?.offset,
+    '36',
+    'while the poison waits for its retry'
+  )
   assert.equal(sizes[0], 100, 'one batch of 100 first')
   const [dead] = await readAll(t, `${topic}.dlq`, 1)
   assert.equal(dead?.headers.get('dlq_source_offset')?.toString(), '36')
   assert.equal(dead?.headers.get('dlq_attempts')?.toString(), '3')
   assert.deepEqual(attempts, [1, 2, 3], 'found alone, then retried twice by the policy')
   await waitFor(() => handled.size === 99, { timeout: 30_000, description: 'the other 63 handled' })
-  assert.ok([...handled.values()].every((times) => times === 1), 'each once')
+  assert.ok(
+    [...handled.values()].every((times) => times === 1),
+    'each once'
+  )
   await waitFor(async () => (await committedOffsets(topic, 1, groupId))[0] === 100n, {
     timeout: 10_000,
     description: 'committed to the end'
+  })
+})
+
+test('a rebalance does not wait for a batch message waiting for its retry: a second member gets its partitions long before the drain timeout', async (t) => {
+  const topic = await useTopic(t, { partitions: 2 })
+  const groupId = useGroup(t)
+  await useProducer(t).send({
+    messages: Array.from({ length: 40 }, (_, id) => ({
+      topic,
+      partition: id % 2,
+      value: JSON.stringify({ message_type: 'report', id, ...(id === 10 ? { poison: true } : {}) })
+    }))
+  })
+  const route = {
+    batch: { maxSize: 20 },
+    retry: bounded({ retries: 5, initialDelay: 60_000, maxDelay: 60_000, jitter: false }),
+    handleBatch: (messages: readonly Message<Report>[]) => {
+      const at = messages.findIndex((m) => m.value.poison)
+      if (at >= 0) throw new BatchError(at, new Error('report 10 is refused'))
+    }
+  }
+  const options = {
+    groupId,
+    topics: [topic],
+    drainTimeout: 120_000,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 500,
+    routes: { report: route }
+  }
+  const first = createConsumer({ transport: useTransport(t), ...options })
+  await first.start()
+  cleanup(t, () => first.stop({ timeout: 1_000 }))
+  await waitFor(() => first.status().partitions.some((p) => p.retrying.length === 1), {
+    timeout: 30_000,
+    description: 'report 10 waiting for its retry'
+  })
+  const second = createConsumer({ transport: useTransport(t), ...options })
+  await second.start()
+  cleanup(t, () => second.stop({ timeout: 1_000 }))
+  await waitFor(() => second.status().partitions.length === 1, {
+    timeout: 40_000,
+    description: 'the second member assigned a partition while report 10 waits (drain timeout 120 s)'
   })
 })
