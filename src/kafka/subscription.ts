@@ -4,9 +4,10 @@ import {
   findErrorBy,
   type GroupAssignment,
   ListOffsetTimestamps,
-  type MessagesStream
+  type MessagesStream,
+  type Producer
 } from '@platformatic/kafka'
-import { ErrorCodes } from '../core/errors.ts'
+import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import { fetchChannel } from '../instrumentation/channels.ts'
 import {
   type CommitPosition,
@@ -37,6 +38,9 @@ export interface FetchSettings {
 }
 
 type RawConsumer = Consumer<Buffer, Buffer, string, Buffer>
+
+/** A transaction of the client's (its class is not exported). */
+export type RawTransaction = Awaited<ReturnType<Producer<Buffer, Buffer, string, Buffer>['beginTransaction']>>
 
 const fetchDefaults = { fetchMaxBytes: 1024 * 1024, fetchMaxBytesPerPartition: 256 * 1024, maxWaitTime: 500 }
 
@@ -638,6 +642,49 @@ export class KafkaSubscription implements Subscription {
     } catch (error) {
       throw translateKafkaError(error, this.#settings.connection)
     }
+  }
+
+  /**
+   * Adds offsets to a transaction (TxnOffsetCommit, with this member's generation and id,
+   * so the broker refuses a member the group has moved on from). Every partition must be
+   * this member's now: a transaction must not commit a partition another member has.
+   */
+  async addToTransaction(transaction: RawTransaction, offsets: CommitPosition[]): Promise<void> {
+    if (this.#options.groupProtocol === 'consumer')
+      throw new ConveyorError(
+        ErrorCodes.STATE,
+        'transactions commit offsets on the classic group protocol only'
+      )
+    const owned = this.#owned(offsets)
+    if (owned.length < offsets.length)
+      throw new ConveyorError(
+        ErrorCodes.FENCED,
+        'a partition of the transaction is no longer this member’s',
+        {
+          retryable: true
+        }
+      )
+    const consumer = this.#consumer as unknown as Consumer
+    const memberId = consumer.memberId
+    if (memberId === null)
+      throw new ConveyorError(ErrorCodes.STATE, 'the consumer is not a member of its group yet', {
+        retryable: true
+      })
+    await transaction.addConsumer(consumer as never)
+    const member = {
+      groupId: this.#options.groupId,
+      generationId: consumer.generationId,
+      memberId,
+      coordinatorId: await consumer.findGroupCoordinator()
+    }
+    // The client commits a message's offset + 1: each position is handed over as the record before it.
+    for (const { topic, partition, offset } of owned)
+      await transaction.addOffset({
+        topic,
+        partition,
+        offset: offset - 1n,
+        metadata: { consumer: member }
+      } as never)
   }
 
   /**

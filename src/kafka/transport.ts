@@ -2,11 +2,13 @@ import {
   Admin,
   type CompressionAlgorithmValue,
   compatibilityPartitioner,
+  findErrorBy,
   ProduceAcks,
   Producer
 } from '@platformatic/kafka'
 import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import {
+  type CommitPosition,
   type OutboundRecord,
   type Publisher,
   partitionKey,
@@ -14,11 +16,13 @@ import {
   type SubscribeOptions,
   type Subscription,
   type SubscriptionListener,
+  type Transaction,
+  type TransactionalPublisher,
   type Transport
 } from '../transport/types.ts'
 import { Utf8Cache } from '../util/utf8-cache.ts'
 import { clientOptions, hasApiId, type KafkaConnection, translateKafkaError } from './connection.ts'
-import { type FetchSettings, KafkaSubscription } from './subscription.ts'
+import { type FetchSettings, KafkaSubscription, type RawTransaction } from './subscription.ts'
 
 /** Compression codec of produced record batches. */
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
@@ -33,7 +37,7 @@ export interface KafkaTransportOptions extends FetchSettings {
 export class KafkaTransport implements Transport {
   readonly #options: KafkaTransportOptions
   #admin: Admin | undefined
-  readonly #publishers = new Set<KafkaPublisher>()
+  readonly #publishers = new Set<{ close(): Promise<void> }>()
 
   constructor(options: KafkaTransportOptions) {
     clientOptions(options.connection) // validates now, not at the first message
@@ -54,6 +58,22 @@ export class KafkaTransport implements Transport {
   publisher(): Publisher {
     const publisher = new KafkaPublisher(
       this.#options,
+      (topics) => this.#partitionCounts(topics),
+      () => this.#publishers.delete(publisher)
+    )
+    this.#publishers.add(publisher)
+    return publisher
+  }
+
+  /**
+   * A transactional producer (idempotent, acks=all) under `transactionalId`; the
+   * transport's `close` closes it too. See `TransactionalPublisher`.
+   */
+  transactional(transactionalId: string, options: { timeout?: number } = {}): TransactionalPublisher {
+    const publisher = new KafkaTransactionalPublisher(
+      this.#options,
+      transactionalId,
+      options.timeout ?? 60_000,
       (topics) => this.#partitionCounts(topics),
       () => this.#publishers.delete(publisher)
     )
@@ -147,34 +167,11 @@ class KafkaPublisher implements Publisher {
     if (records.length === 0) return []
     const counts = await this.#partitionCounts([...new Set(records.map((r) => r.topic))])
     try {
-      const messages = records.map((record) => {
-        const key = toBuffer(record.key)
-        const count = counts.get(record.topic) ?? 1
-        const partition =
-          record.partition ??
-          (key ? compatibilityPartitioner(undefined as never, key) % count : this.#roundRobin++ % count)
-        return {
-          topic: record.topic,
-          key,
-          value: toBuffer(record.value),
-          headers: toHeaderMap(record.headers),
-          partition
-        }
-      })
+      const messages = toMessages(records, counts, () => this.#roundRobin++)
       const produced = await this.#producer.send({ messages })
       return positions(messages, produced.offsets ?? [])
     } catch (error) {
-      const translated = translateKafkaError(error, this.#connection)
-      if (translated !== error) throw translated
-      const topics = [...new Set(records.map((r) => r.topic))].join(', ')
-      throw new ConveyorError(
-        ErrorCodes.PUBLISH,
-        `could not write to ${topics}: ${(error as Error).message}`,
-        {
-          cause: error,
-          retryable: true
-        }
-      )
+      throw publishError(error, records, this.#connection)
     }
   }
 
@@ -182,6 +179,193 @@ class KafkaPublisher implements Publisher {
     this.#onClose()
     await this.#producer.close(true)
   }
+}
+
+/**
+ * A producer with a transactional id. The client initialises the id at the first
+ * transaction (InitProducerId: the broker fences earlier producers of the id and aborts a
+ * transaction they left open); a fenced producer refuses every later `begin`, so a zombie
+ * never takes the id back from its successor.
+ */
+class KafkaTransactionalPublisher implements TransactionalPublisher {
+  readonly #producer: Producer<Buffer, Buffer, string, Buffer>
+  readonly #connection: KafkaConnection
+  readonly #id: string
+  readonly #onClose: () => void
+  readonly #partitionCounts: (topics: string[]) => Promise<Map<string, number>>
+  #fenced: ConveyorError | undefined
+  #roundRobin = 0
+
+  constructor(
+    options: KafkaTransportOptions,
+    transactionalId: string,
+    timeout: number,
+    partitionCounts: (topics: string[]) => Promise<Map<string, number>>,
+    onClose: () => void
+  ) {
+    this.#connection = options.connection
+    this.#id = transactionalId
+    this.#partitionCounts = partitionCounts
+    this.#onClose = onClose
+    this.#producer = new Producer({
+      ...clientOptions(options.connection),
+      // The client sends its timeout as the transaction's: the broker aborts a transaction open longer.
+      timeout,
+      transactionalId,
+      idempotent: true,
+      acks: ProduceAcks.ALL,
+      compression: (options.compression ?? 'none') as CompressionAlgorithmValue,
+      serializers: { headerKey: (key?: string) => (key === undefined ? undefined : headerNames.bytes(key)) }
+    })
+  }
+
+  async begin(): Promise<Transaction> {
+    if (this.#fenced) throw this.#fenced
+    try {
+      // No earlier producer id of ours (-1, -1): the client would send 0, 0, which the broker
+      // refuses (PRODUCER_FENCED) once another producer has had the transactional id.
+      const raw = await this.#producer.beginTransaction({ producerId: -1n, producerEpoch: -1 })
+      return new KafkaTransaction(raw, {
+        connection: this.#connection,
+        partitionCounts: this.#partitionCounts,
+        roundRobin: () => this.#roundRobin++,
+        failed: (error) => this.#failed(error)
+      })
+    } catch (error) {
+      throw this.#failed(error)
+    }
+  }
+
+  /** Translates a failure; a fencing one fences this publisher for good. */
+  #failed(error: unknown): Error {
+    if (error instanceof ConveyorError) return error
+    if (isFencing(error)) {
+      this.#fenced = new ConveyorError(
+        ErrorCodes.FENCED,
+        `another producer has taken the transactional id "${this.#id}": this one is fenced`,
+        { cause: error }
+      )
+      return this.#fenced
+    }
+    const translated = translateKafkaError(error, this.#connection)
+    if (translated !== error) return translated as Error
+    return new ConveyorError(
+      ErrorCodes.PUBLISH,
+      `transaction of "${this.#id}" failed: ${(error as Error).message}`,
+      {
+        cause: error,
+        retryable: true
+      }
+    )
+  }
+
+  async close(): Promise<void> {
+    this.#onClose()
+    await this.#producer.close(true)
+  }
+}
+
+/** What a transaction takes from its publisher. */
+interface TransactionContext {
+  connection: KafkaConnection
+  partitionCounts: (topics: string[]) => Promise<Map<string, number>>
+  roundRobin: () => number
+  /** Translates a failure (and fences the publisher on a fencing one). */
+  failed: (error: unknown) => Error
+}
+
+/** One transaction of a `KafkaTransactionalPublisher`. */
+class KafkaTransaction implements Transaction {
+  readonly #raw: RawTransaction
+  readonly #context: TransactionContext
+
+  constructor(raw: RawTransaction, context: TransactionContext) {
+    this.#raw = raw
+    this.#context = context
+  }
+
+  async send(records: OutboundRecord[]): Promise<RecordPosition[]> {
+    if (records.length === 0) return []
+    const counts = await this.#context.partitionCounts([...new Set(records.map((r) => r.topic))])
+    const messages = toMessages(records, counts, this.#context.roundRobin)
+    try {
+      const produced = await this.#raw.send({ messages })
+      return positions(messages, produced.offsets ?? [])
+    } catch (error) {
+      throw this.#context.failed(error)
+    }
+  }
+
+  async commitOffsets(subscription: Subscription, offsets: CommitPosition[]): Promise<void> {
+    if (!(subscription instanceof KafkaSubscription))
+      throw new ConveyorError(
+        ErrorCodes.STATE,
+        'a Kafka transaction commits the offsets of a Kafka subscription'
+      )
+    try {
+      await subscription.addToTransaction(this.#raw, offsets)
+    } catch (error) {
+      throw this.#context.failed(error)
+    }
+  }
+
+  async commit(): Promise<void> {
+    try {
+      await this.#raw.commit()
+    } catch (error) {
+      throw this.#context.failed(error)
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.#raw.completed) return
+    try {
+      await this.#raw.abort()
+    } catch (error) {
+      // A transaction that never reached the broker (nothing sent yet) has nothing to abort there.
+      await this.#raw.cancel().catch(() => {})
+      const failure = this.#context.failed(error)
+      if (failure instanceof ConveyorError && failure.code === ErrorCodes.FENCED) throw failure
+    }
+  }
+}
+
+/** Whether the broker says another producer has the transactional id (a newer epoch). */
+function isFencing(error: unknown): boolean {
+  return (
+    findErrorBy(error as Error, 'producerFenced', true) !== null ||
+    ['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH'].some(
+      (id) => findErrorBy(error as Error, 'apiId', id) !== null
+    )
+  )
+}
+
+/** The records as the client's messages, on the partitions other Kafka clients pick for their keys. */
+function toMessages(records: OutboundRecord[], counts: Map<string, number>, roundRobin: () => number) {
+  return records.map((record) => {
+    const key = toBuffer(record.key)
+    const count = counts.get(record.topic) ?? 1
+    const partition =
+      record.partition ??
+      (key ? compatibilityPartitioner(undefined as never, key) % count : roundRobin() % count)
+    return {
+      topic: record.topic,
+      key,
+      value: toBuffer(record.value),
+      headers: toHeaderMap(record.headers),
+      partition
+    }
+  })
+}
+
+function publishError(error: unknown, records: OutboundRecord[], connection: KafkaConnection): unknown {
+  const translated = translateKafkaError(error, connection)
+  if (translated !== error) return translated
+  const topics = [...new Set(records.map((r) => r.topic))].join(', ')
+  return new ConveyorError(ErrorCodes.PUBLISH, `could not write to ${topics}: ${(error as Error).message}`, {
+    cause: error,
+    retryable: true
+  })
 }
 
 /** Per-record positions: the broker answers with the base offset of each partition's batch. */

@@ -159,12 +159,49 @@ export interface Publisher {
   close(): Promise<void>
 }
 
+/**
+ * A transaction of a transactional publisher: the records it sends and the group offsets
+ * it commits become visible together when it commits (to `read_committed` readers), or
+ * never. Its methods reject with `CONVEYOR_FENCED` once another publisher with the same
+ * transactional id has begun (this one is a zombie: nothing of it will be seen).
+ */
+export interface Transaction {
+  /** Sends records in the transaction; resolves with their positions once written (not yet visible). */
+  send(records: OutboundRecord[]): Promise<RecordPosition[]>
+  /**
+   * Commits the group's offsets with the transaction. The broker checks the subscription's
+   * membership (its generation), so a member the group has moved on from cannot commit.
+   */
+  commitOffsets(subscription: Subscription, offsets: CommitPosition[]): Promise<void>
+  /** Commits: the records and offsets become visible together. */
+  commit(): Promise<void>
+  /** Aborts: none of it is ever visible. */
+  abort(): Promise<void>
+}
+
+/** Writes records in transactions, under one transactional id (made by `Transport.transactional`). */
+export interface TransactionalPublisher {
+  /**
+   * Begins a transaction. The first `begin` takes the transactional id: every earlier
+   * publisher with this id is fenced, and a transaction it left open is aborted first.
+   */
+  begin(): Promise<Transaction>
+  /** Closes the publisher (a transaction still open is aborted by the broker). */
+  close(): Promise<void>
+}
+
 /** A broker behind Conveyor: `KafkaTransport` for Kafka, `MemoryTransport` for tests. */
 export interface Transport {
   /** Joins a consumer group and delivers its records to `listener`; resolves with the subscription. */
   subscribe(options: SubscribeOptions, listener: SubscriptionListener): Promise<Subscription>
   /** A new publisher, for writing records. */
   publisher(): Publisher
+  /**
+   * A transactional publisher with this transactional id, where the broker supports
+   * transactions. `timeout`: how long the broker lets a transaction stay open before it
+   * aborts it, ms.
+   */
+  transactional?(transactionalId: string, options?: { timeout?: number }): TransactionalPublisher
   /** Creates topics that do not exist yet (DLQ topics, for instance). */
   ensureTopics(topics: { topic: string; partitions?: number }[]): Promise<void>
   /** Closes the transport's connections; resolves once they are closed. */

@@ -9,6 +9,7 @@ import type { TestContext } from 'node:test'
 import {
   Admin,
   Consumer,
+  FetchIsolationLevels,
   ProduceAcks,
   Producer,
   stringDeserializer,
@@ -141,11 +142,19 @@ export function useTransport(t: TestContext, options: Partial<KafkaTransportOpti
   return transport
 }
 
-/** Reads every record of `topic` (from the beginning) until `count` arrived; raw bytes. */
-export async function readAll(t: TestContext, topic: string, count: number, timeout = 30_000) {
+/** Reads every record of `topic` (from the beginning) until `count` arrived; raw bytes. `read_committed` unless told otherwise. */
+export async function readAll(
+  t: TestContext,
+  topic: string,
+  count: number,
+  timeout = 30_000,
+  { isolation = 'committed' }: { isolation?: 'committed' | 'uncommitted' } = {}
+) {
   const consumer = new Consumer({
     ...clientOptions({ ...testConnection(), clientId: 'conveyor-test-reader' }),
     groupId: uniqueName('reader'),
+    isolationLevel:
+      isolation === 'committed' ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED,
     deserializers: { headerKey: stringDeserializer },
     autocommit: false,
     maxWaitTime: 200
