@@ -10,7 +10,8 @@ export {
   groupOffsets,
   type Ordering,
   type PartitionStart,
-  type RetryWait
+  type RetryWait,
+  type TransactionalOptions
 } from './consumer/consumer.ts'
 export {
   type Envelope,

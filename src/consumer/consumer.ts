@@ -15,8 +15,8 @@ import { ConveyorError, ErrorCodes } from '../core/errors.ts'
 import { errorChannel, lifecycleChannel } from '../instrumentation/channels.ts'
 import { inRuns } from '../offsets/finished-metadata.ts'
 import { compileRoutes, type RouteTable, type TypeSource } from '../routing/routes.ts'
-import type { InboundRecord, Publisher } from '../transport/types.ts'
-import { Committer, groupOffsets } from './commits.ts'
+import type { InboundRecord, Publisher, TopicPartition } from '../transport/types.ts'
+import { type CommitStrategy, Committer, groupOffsets } from './commits.ts'
 import { FlowControl } from './flow.ts'
 import { type AssignmentListener, Membership } from './membership.ts'
 import {
@@ -29,6 +29,7 @@ import {
 import type { PartitionState } from './partition.ts'
 import { Processor } from './processor.ts'
 import { type Ordering, Scheduler, type SchedulerOptions } from './scheduler.ts'
+import { Transactions } from './transactions.ts'
 
 export type { CommitStrategy } from './commits.ts'
 export { groupOffsets } from './commits.ts'
@@ -36,6 +37,10 @@ export type { AssignmentListener, PartitionStart } from './membership.ts'
 export type { ConsumerOptions, ConsumerState, ConsumerStatus } from './options.ts'
 export type { RetryWait } from './partition.ts'
 export type { Ordering } from './scheduler.ts'
+export type { TransactionalOptions } from './transactions.ts'
+
+/** A transactional consumer's offsets commit in its transactions: the periodic commit has nothing to do. */
+const transactionalOffsets: CommitStrategy = { commit: async () => {} }
 
 /** Commits brought forward by `commitAfter` are at least this far apart, ms. */
 const minCommitSpacing = 100
@@ -98,6 +103,21 @@ export class ConveyorConsumer {
   constructor(options: ConsumerOptions) {
     const merged = { ...defaults, ...options }
     validate(merged as ResolvedOptions)
+    const transactions = merged.transactional
+      ? new Transactions({
+          transport: merged.transport,
+          groupId: merged.groupId,
+          transactional: merged.transactional === true ? {} : merged.transactional,
+          subscription: () => this.#membership.latest,
+          reacquire: (tp) => this.#membership.reacquire(tp)
+        })
+      : undefined
+    if (transactions) {
+      // Offsets move only in the transactions; what an earlier owner finished is theirs.
+      merged.commitStrategy = transactionalOffsets
+      merged.finishedMetadata = false
+      merged.assignmentListeners = [transactions.listener, ...merged.assignmentListeners]
+    }
     const routes = compileRoutes(merged.routes, 'routes', merged.middleware ?? [])
     for (const route of routes.values()) {
       if (route.batch !== undefined && merged.ordering === 'unordered')
@@ -120,7 +140,8 @@ export class ConveyorConsumer {
       deadLetterTopic: (topic) => this.#defaultDeadLetterTopic(topic),
       publisher: () => this.#publisher!,
       stopping: this.#stopping.signal,
-      blocked: (state) => this.#flow.shed(state)
+      blocked: (state) => this.#flow.shed(state),
+      ...(transactions ? { transactions } : {})
     })
     this.#scheduler = new Scheduler({
       ordering: merged.ordering,
@@ -177,6 +198,16 @@ export class ConveyorConsumer {
     })
     this.#membership.flow = this.#flow
     this.#routes = routes
+  }
+
+  /**
+   * Drops the partition's work and takes it again as newly assigned, if the group still
+   * gives it to this member: for a sink or transaction whose hold on the partition ended
+   * (fenced) while this member rejoined with it. Its `revoked` hooks run (no final commit),
+   * then its `assigned` hooks, and it reads from where they say.
+   */
+  reacquire(partition: TopicPartition): void {
+    this.#membership.reacquire(partition)
   }
 
   /** Lifecycle state: `new`, `starting`, `running`, `stopping` or `stopped`. */

@@ -15,7 +15,7 @@ import {
 } from '../instrumentation/channels.ts'
 import { backoff, decide, forever } from '../retry/policy.ts'
 import type { CompiledRoute } from '../routing/routes.ts'
-import type { InboundRecord, Publisher } from '../transport/types.ts'
+import type { InboundRecord, OutboundRecord } from '../transport/types.ts'
 import { wait } from '../util/wait.ts'
 import type { DeliveredMessage } from './delivered-message.ts'
 import type { Outcome, PartitionState, RetryWait } from './partition.ts'
@@ -34,12 +34,12 @@ export interface DeadLetterDetails {
 
 export interface FailurePathOptions {
   groupId: string
-  /** Where dead letters are written (made at start). */
-  publisher(): Publisher
   /** The DLQ of a source topic when the route names none. */
   deadLetterTopic(topic: string): string
-  /** Runs the route's handler (with tracing when it is on). */
-  call(route: CompiledRoute, message: Message, context: HandlerContext): Promise<void>
+  /** Runs the route's handler (with tracing when it is on, in a transaction when the consumer is transactional). */
+  call(route: CompiledRoute, message: Message, context: HandlerContext, state: PartitionState): Promise<void>
+  /** Writes a dead letter (in a transaction with the record's offset, when the consumer is transactional). */
+  write(state: PartitionState, record: InboundRecord, dlq: OutboundRecord): Promise<void>
   context(state: PartitionState, message: Message): HandlerContext
   /** Reports how the message ended (logs, metrics) and returns the outcome. */
   handled(
@@ -106,7 +106,7 @@ export class FailurePath {
       message = message.withAttempt(attempt)
       if (signal.aborted) return handled(record, message, 'abandoned', attempt, started)
       try {
-        await this.#options.call(route, message, context)
+        await this.#options.call(route, message, context, state)
         return handled(record, message, 'processed', attempt, started)
       } catch (thrown) {
         error = thrown
@@ -200,7 +200,7 @@ export class FailurePath {
     for (let attempt = 1; ; attempt++) {
       if (state.waits.aborted || state.revoked) return 'abandoned'
       try {
-        await this.#options.publisher().send([dlq])
+        await this.#options.write(state, record, dlq)
         if (deadLetteredChannel.hasSubscribers) {
           deadLetteredChannel.publish({
             groupId,

@@ -122,6 +122,11 @@ export class Membership {
     this.#options = options
   }
 
+  /** The subscription, once the one being made (at start, or joining again) is there. */
+  get latest(): Promise<Subscription | undefined> {
+    return this.#latest
+  }
+
   get subscription(): Subscription | undefined {
     return this.#subscription
   }
@@ -297,6 +302,21 @@ export class Membership {
     if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId, partitions })
     this.#startRevocation(revoked)
     this.#options.scheduler.unhold() // after the revocation dropped the queues of partitions let go
+  }
+
+  /**
+   * A listener's hold on the partition ended while the group may still give it to this
+   * member (a fence refused its writes: another member had it in between, and this one
+   * rejoined with it). Its work is dropped and its `revoked` hooks run, with no final
+   * commit; if it is still assigned, it starts again as newly assigned (its `assigned`
+   * hooks run, and it reads from where they say).
+   */
+  reacquire(tp: TopicPartition): void {
+    const key = partitionKey(tp.topic, tp.partition)
+    const state = this.partitions.get(key)
+    if (!state || state.revoked || this.#options.stopping.aborted) return
+    this.#startRevocation([state], 'lost')
+    if (this.#assignment?.has(key)) this.#partition(tp)
   }
 
   /**

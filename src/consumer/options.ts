@@ -11,6 +11,7 @@ import type { CommitStrategy } from './commits.ts'
 import type { AssignmentListener } from './membership.ts'
 import type { RetryWait } from './partition.ts'
 import type { Ordering } from './scheduler.ts'
+import type { TransactionalOptions } from './transactions.ts'
 
 /** Options of `createConsumer`; `transport`, `groupId`, `topics` and `routes` are required. */
 export interface ConsumerOptions {
@@ -94,6 +95,14 @@ export interface ConsumerOptions {
    * assigned, so that a crash or rebalance re-handles far less. Default true.
    */
   finishedMetadata?: boolean
+  /**
+   * Exactly once with Kafka transactions: each handler call's `context.send` output (and each
+   * dead letter) commits in one transaction with the partition's next offset, so `read_committed`
+   * readers see every result once, across crashes and rebalances (docs/consumer.md,
+   * "Transactions"). Needs `partition` ordering and the classic group protocol; the group's
+   * offsets then move only through the transactions. Default off.
+   */
+  transactional?: boolean | TransactionalOptions
 }
 
 /** What `ConveyorConsumer.status()` reports (served at a service's `/status`). */
@@ -131,6 +140,7 @@ export type ResolvedOptions = ConsumerOptions &
       | 'rebalanceTimeout'
       | 'middleware'
       | 'producer'
+      | 'transactional'
     >
   >
 
@@ -186,6 +196,25 @@ export function validate(merged: ResolvedOptions): void {
     'must be an integer ≥ 0'
   )
   check(typeof merged.finishedMetadata === 'boolean', 'finishedMetadata', 'must be true or false')
+  if (merged.transactional !== undefined && merged.transactional !== false) {
+    check(
+      merged.transactional === true ||
+        (typeof merged.transactional === 'object' && merged.transactional !== null),
+      'transactional',
+      'must be true, false or { idPrefix, timeout }'
+    )
+    check(
+      merged.ordering === 'partition',
+      'transactional',
+      'needs ordering "partition" (a transaction commits the offset after its message: every one before it must be done)'
+    )
+    check(merged.groupProtocol !== 'consumer', 'transactional', 'needs the classic group protocol')
+    check(
+      typeof merged.transport.transactional === 'function',
+      'transactional',
+      'the transport has no transactions'
+    )
+  }
   check(
     typeof merged.commitStrategy?.commit === 'function',
     'commitStrategy',

@@ -21,12 +21,13 @@ import { errorChannel, handlerChannel, messageHandledChannel } from '../instrume
 import type { ConveyorProducer } from '../producer/producer.ts'
 import { backoff, forever, reasonOf } from '../retry/policy.ts'
 import { type CompiledRoute, type RouteTable, readType, type TypeSource } from '../routing/routes.ts'
-import type { InboundRecord, Publisher } from '../transport/types.ts'
+import type { InboundRecord, Publisher, Transaction } from '../transport/types.ts'
 import { wait } from '../util/wait.ts'
 import { DeliveredMessage } from './delivered-message.ts'
 import { FailurePath } from './failures.ts'
 import type { Outcome, PartitionState } from './partition.ts'
 import type { RunControl } from './scheduler.ts'
+import type { Transactions } from './transactions.ts'
 
 /** Decoding that fails for a transient reason (registry down) is retried with this policy. */
 const decodeRetry = forever({ initialDelay: 250, maxDelay: 10_000 })
@@ -69,6 +70,8 @@ export interface ProcessorOptions {
   stopping: AbortSignal
   /** The partition's first message started waiting for a retry. */
   blocked(state: PartitionState): void
+  /** Set when the consumer is transactional: every handler call and dead letter commits in a transaction. */
+  transactions?: Transactions
 }
 
 export class Processor {
@@ -77,11 +80,19 @@ export class Processor {
 
   constructor(options: ProcessorOptions) {
     this.#options = options
+    const { transactions } = options
     this.#failures = new FailurePath({
       groupId: options.groupId,
-      publisher: options.publisher,
       deadLetterTopic: options.deadLetterTopic,
-      call: (route, message, context) => this.#call(route, message, context),
+      call: (route, message, context, state) => this.#call(route, message, context, state),
+      write: transactions
+        ? (state, record, dlq) =>
+            transactions.run(state, record.offset + 1n, async (transaction) => {
+              await transaction.send([dlq])
+            })
+        : async (_state, _record, dlq) => {
+            await options.publisher().send([dlq])
+          },
       context: (state, message) => this.#contextFor(state, message),
       handled: (record, message, outcome, attempts, started) =>
         this.#handled(record, message, outcome, attempts, started),
@@ -91,7 +102,7 @@ export class Processor {
 
   /** Handles one record of an owned partition; a string when it finished synchronously. */
   handle(record: InboundRecord, state: PartitionState): Outcome | Promise<Outcome> {
-    if (handlerChannel.hasSubscribers) return this.#handleAsync(record, state)
+    if (handlerChannel.hasSubscribers || this.#options.transactions) return this.#handleAsync(record, state)
     const started = messageHandledChannel.hasSubscribers ? performance.now() : 0
     let value: unknown
     try {
@@ -236,7 +247,7 @@ export class Processor {
   ): Promise<Outcome> {
     if (state.waits.aborted) return this.#handled(record, message, 'abandoned', 1, started)
     try {
-      await this.#call(route, message, this.#contextFor(state, message))
+      await this.#call(route, message, this.#contextFor(state, message), state)
       return this.#handled(record, message, 'processed', 1, started)
     } catch (error) {
       return this.#failures.retry(record, state, route, message, started, { error, attempt: 1 })
@@ -276,7 +287,7 @@ export class Processor {
       }
       if (call) {
         try {
-          await this.#callBatch(handler, messages, this.#contextFor(state, messages[0]!))
+          await this.#callBatch(handler, messages, this.#contextFor(state, messages[0]!), state)
           for (const [k, item] of items.entries())
             control.settle(
               item.index,
@@ -381,7 +392,8 @@ export class Processor {
         await this.#callBatch(
           handler,
           chunk.map((item) => item.message),
-          this.#contextFor(state, chunk[0]!.message)
+          this.#contextFor(state, chunk[0]!.message),
+          state
         )
       } catch (error) {
         const index = error instanceof BatchError ? error.index : undefined
@@ -413,25 +425,54 @@ export class Processor {
     }
   }
 
-  /** Runs a batch handler, inside the handler tracing channel when something listens to it. */
+  /**
+   * Runs a batch handler, inside the handler tracing channel when something listens to it;
+   * in a transaction with the offset after the batch when the consumer is transactional.
+   */
   async #callBatch(
     handler: NonNullable<CompiledRoute['batch']>['handler'],
     messages: readonly Message[],
-    context: HandlerContext
+    context: HandlerContext,
+    state: PartitionState
   ): Promise<void> {
-    if (handlerChannel.hasSubscribers) {
-      await handlerChannel.tracePromise(async () => handler(messages, context), {
-        message: messages[0]!,
-        batch: messages,
-        groupId: this.#options.groupId
-      })
-    } else {
-      await handler(messages, context)
+    const { transactions } = this.#options
+    const run = async (bound: HandlerContext) => {
+      if (handlerChannel.hasSubscribers) {
+        await handlerChannel.tracePromise(async () => handler(messages, bound), {
+          message: messages[0]!,
+          batch: messages,
+          groupId: this.#options.groupId
+        })
+      } else {
+        await handler(messages, bound)
+      }
     }
+    if (!transactions) return run(context)
+    const last = messages[messages.length - 1]!
+    return transactions.run(state, last.offset + 1n, (transaction) =>
+      run(this.#inTransaction(context, transaction, messages[0]!))
+    )
   }
 
-  /** Runs the route's handler, inside the handler tracing channel when something listens to it. */
-  async #call(route: CompiledRoute, message: Message, context: HandlerContext): Promise<void> {
+  /**
+   * Runs the route's handler, inside the handler tracing channel when something listens to
+   * it; in a transaction with the message's offset when the consumer is transactional.
+   */
+  async #call(
+    route: CompiledRoute,
+    message: Message,
+    context: HandlerContext,
+    state: PartitionState
+  ): Promise<void> {
+    const { transactions } = this.#options
+    if (transactions)
+      return transactions.run(state, message.offset + 1n, (transaction) =>
+        this.#traced(route, message, this.#inTransaction(context, transaction, message))
+      )
+    return this.#traced(route, message, context)
+  }
+
+  async #traced(route: CompiledRoute, message: Message, context: HandlerContext): Promise<void> {
     if (handlerChannel.hasSubscribers) {
       await handlerChannel.tracePromise(async () => route.handler(message, context), {
         message,
@@ -439,6 +480,17 @@ export class Processor {
       })
     } else {
       await route.handler(message, context)
+    }
+  }
+
+  /** The context with `send` writing in `transaction` (when the consumer has a producer). */
+  #inTransaction(context: HandlerContext, transaction: Transaction, parent: Message): HandlerContext {
+    const { producer } = this.#options
+    if (!producer) return context
+    const bound = producer.through({ send: (records) => transaction.send(records), close: async () => {} })
+    return {
+      ...context,
+      send: (type, payload, options = {}) => bound.send(type, payload, { ...options, parent })
     }
   }
 

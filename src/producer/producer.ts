@@ -59,12 +59,21 @@ export class ConveyorProducer<Types extends { [K in keyof Types]: object } = Mes
   /** Envelope values that repeat from message to message (see `repeatingHeaders`). */
   readonly #repeating = new Utf8Cache()
 
-  constructor(options: ProducerOptions) {
+  /** `publisher` is for `through`: without it the producer takes one from the transport. */
+  constructor(options: ProducerOptions, publisher?: Publisher) {
     check(typeof options.transport === 'object' && options.transport !== null, 'transport', 'is required')
     if (options.topic !== undefined)
       check(typeof options.topic === 'string' && options.topic.length > 0, 'topic', 'must be a topic name')
     this.#options = { codec: jsonCodec, typeField: 'message_type', ...options }
-    this.#publisher = options.transport.publisher()
+    this.#publisher = publisher ?? options.transport.publisher()
+  }
+
+  /**
+   * The same producer (options, codec, envelope) writing through `publisher` instead: a
+   * transaction's, for instance. Closing it closes that publisher.
+   */
+  through(publisher: Publisher): ConveyorProducer<Types> {
+    return new ConveyorProducer<Types>(this.#options, publisher)
   }
 
   /**

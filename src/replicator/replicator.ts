@@ -10,8 +10,9 @@
  *   an event is applied once (Kafka offsets are still committed, for lag); a batch whose
  *   write fails is halved until the failing event is found, so the events before it are
  *   applied and only it is retried;
- * - a write the fence refuses means another member has the partition: this one applies
- *   nothing more of it and waits to be told (its rebalance revokes the partition).
+ * - a write the fence refuses means another member had the partition since: this one
+ *   applies nothing more of it until a rebalance revokes it or, when this member rejoined
+ *   with it, it is acquired anew.
  *
  * A failing write is retried for ever (capped backoff with jitter) and blocks only its own
  * partition. A value the decoder refuses (a `DecodeError`) goes to the dead-letter topic
@@ -91,6 +92,9 @@ export interface ReplicatorOptions<T, Token> {
   /** `consumer` for the KIP-848 protocol; default `classic`. */
   groupProtocol?: 'classic' | 'consumer'
 }
+
+/** How long a fenced partition waits before it is taken again (when still assigned), ms. */
+const reacquireDelay = 3_000
 
 /** A value the codec let through for a tombstone. */
 const tombstone = Symbol('tombstone')
@@ -284,8 +288,22 @@ export class Replicator<T, Token> {
       await this.#sink.write(tp, events, last.offset + 1n, token)
     } catch (error) {
       if (!(error instanceof FencedError)) throw error // the batch is halved and retried, for ever
-      this.#fenced.add(key)
-      errorChannel.publish({ groupId: this.#groupId, error, fatal: false, context: 'fenced', partition: tp })
+      if (!this.#fenced.has(key)) {
+        this.#fenced.add(key)
+        errorChannel.publish({
+          groupId: this.#groupId,
+          error,
+          fatal: false,
+          context: 'fenced',
+          partition: tp
+        })
+        // A rebalance takes the partition away; or, when this member rejoined with it, it
+        // is taken again (acquired anew, read from the sink's position) after a heartbeat's
+        // while, in which a rebalance under way shows.
+        setTimeout(() => {
+          if (this.#fenced.has(key)) this.consumer.reacquire(tp)
+        }, reacquireDelay).unref()
+      }
       throw await this.#idle(signal)
     }
   }

@@ -3,9 +3,13 @@
  * (or the cluster KAFKA_BROKERS points at). Every test gets its own topics and groups,
  * deleted when the test ends.
  */
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import {
   Admin,
   Consumer,
@@ -16,10 +20,14 @@ import {
   stringDeserializers,
   stringSerializers
 } from '@platformatic/kafka'
+import { defaultHome } from '../../src/dev/kafka/cluster.ts'
+import { defaultKafkaVersion } from '../../src/dev/kafka/jars.ts'
 import { Channels, type ErrorEvent, type PartitionsEvent } from '../../src/instrumentation/channels.ts'
 import { clientOptions, type KafkaConnection } from '../../src/kafka/connection.ts'
 import { KafkaTransport, type KafkaTransportOptions } from '../../src/kafka/transport.ts'
 import { waitFor } from '../../src/util/wait.ts'
+
+const execFileAsync = promisify(execFile)
 
 const cleanups = new WeakMap<TestContext, Array<() => unknown>>()
 
@@ -148,7 +156,14 @@ export async function readAll(
   topic: string,
   count: number,
   timeout = 30_000,
-  { isolation = 'committed' }: { isolation?: 'committed' | 'uncommitted' } = {}
+  {
+    isolation = 'committed',
+    until
+  }: {
+    isolation?: 'committed' | 'uncommitted'
+    /** Read until this holds instead of until `count` arrived. */
+    until?: (records: Array<{ value: Buffer | undefined; partition: number }>) => boolean
+  } = {}
 ) {
   const consumer = new Consumer({
     ...clientOptions({ ...testConnection(), clientId: 'conveyor-test-reader' }),
@@ -171,7 +186,10 @@ export async function readAll(
   stream.on('data', (m) =>
     records.push({ key: m.key, value: m.value, headers: m.headers, partition: m.partition, offset: m.offset })
   )
-  await waitFor(() => records.length >= count, { timeout, description: `${count} records on ${topic}` })
+  await waitFor(() => (until ? until(records) : records.length >= count), {
+    timeout,
+    description: `${until ? 'the records awaited' : `${count} records`} on ${topic}`
+  })
   await stream.close()
   return records
 }
@@ -210,4 +228,24 @@ export function watchGroup(t: TestContext, groupId: string): { failures: string[
     unsubscribe(Channels.assigned, onAssigned)
   })
   return watched
+}
+
+/**
+ * The values of `topic` as Kafka's own Java consumer reads them with `read_committed`
+ * (test/java/ReadCommitted.java, run with the broker's jars), up to the `markers` records
+ * whose value is `end`, which the caller wrote to each partition after its run.
+ */
+export async function readCommittedWithJava(
+  topic: string,
+  markers: number,
+  timeout = 60_000
+): Promise<string[]> {
+  const libs = join(defaultHome(), 'kafka', defaultKafkaVersion, 'libs')
+  const source = fileURLToPath(new URL('../java/ReadCommitted.java', import.meta.url))
+  const { stdout } = await execFileAsync(
+    'java',
+    ['-cp', `${libs}/*`, source, testConnection().brokers.join(','), topic, String(markers), String(timeout)],
+    { maxBuffer: 256 * 1024 * 1024, timeout: timeout + 30_000 }
+  )
+  return stdout.split('\n').filter((line) => line.length > 0)
 }

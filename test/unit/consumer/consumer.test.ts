@@ -244,3 +244,40 @@ test('a bad consumer option fails construction with the field named', () => {
     }
   )
 })
+
+test('a transactional consumer is refused, naming the option, without partition ordering, on the consumer protocol, or on a transport without transactions', () => {
+  const { transport, topic, groupId } = setup()
+  const routes = { a: { handler: () => {} } }
+  const transactional = {
+    ...transport,
+    transactional: () => ({ begin: async () => ({}) as never, close: async () => {} })
+  }
+  const refused = (options: Record<string, unknown>, message: RegExp) =>
+    assert.throws(
+      () =>
+        createConsumer({
+          transport: transactional as never,
+          groupId,
+          topics: [topic],
+          routes,
+          transactional: true,
+          ...options
+        }),
+      (error: Error & { code?: string; path?: string }) =>
+        error.code === ErrorCodes.INVALID_OPTION &&
+        error.path === 'transactional' &&
+        message.test(error.message)
+    )
+  refused({ ordering: 'key' }, /needs ordering "partition"/)
+  refused({ groupProtocol: 'consumer' }, /classic group protocol/)
+  refused({ transport }, /the transport has no transactions/)
+  assert.ok(
+    createConsumer({
+      transport: transactional as never,
+      groupId,
+      topics: [topic],
+      routes,
+      transactional: true
+    })
+  )
+})

@@ -38,14 +38,10 @@ function setup({ handler = async () => {}, sendFails = 0 } = {}) {
   const calls: number[] = []
   const failures = new FailurePath({
     groupId: 'g',
-    publisher: () => ({
-      send: async (records) => {
-        if (failSends-- > 0) throw new Error('broker unreachable')
-        sent.push(...records)
-        return []
-      },
-      close: async () => {}
-    }),
+    write: async (_state, _record, dlq) => {
+      if (failSends-- > 0) throw new Error('broker unreachable')
+      sent.push(dlq)
+    },
     deadLetterTopic: (topic) => `${topic}.dlq`,
     call: async (_route, message) => {
       calls.push(message.attempt)
