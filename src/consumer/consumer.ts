@@ -109,7 +109,7 @@ export class ConveyorConsumer {
           groupId: merged.groupId,
           transactional: merged.transactional === true ? {} : merged.transactional,
           subscription: () => this.#membership.latest,
-          reacquire: (tp) => this.#membership.reacquire(tp)
+          reacquire: (tp, options) => this.#membership.reacquire(tp, options)
         })
       : undefined
     if (transactions) {
@@ -201,13 +201,16 @@ export class ConveyorConsumer {
   }
 
   /**
-   * Drops the partition's work and takes it again as newly assigned, if the group still
-   * gives it to this member: for a sink or transaction whose hold on the partition ended
-   * (fenced) while this member rejoined with it. Its `revoked` hooks run (no final commit),
-   * then its `assigned` hooks, and it reads from where they say.
+   * For a sink or transaction whose hold on the partition ended (a fence refused its
+   * writes): drops the partition's work and takes it again as newly assigned — its
+   * `revoked` hooks run (no final commit), then its `assigned` hooks, and it reads from
+   * where they say — once the group has given it to this member after the assignment it was
+   * taken in (at once when a rejoin kept it since, else at the next assignment that keeps
+   * it), so a member that missed a rebalance does not take it back from its new owner.
+   * `now`: at once (what the hold is, is unknown rather than refused).
    */
-  reacquire(partition: TopicPartition): void {
-    this.#membership.reacquire(partition)
+  reacquire(partition: TopicPartition, options?: { now?: boolean }): void {
+    this.#membership.reacquire(partition, options)
   }
 
   /** Lifecycle state: `new`, `starting`, `running`, `stopping` or `stopped`. */

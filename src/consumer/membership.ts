@@ -102,6 +102,10 @@ export class Membership {
   #subscription: Subscription | undefined
   /** The partitions the group gave this member, once it said. */
   #assignment: Set<string> | undefined
+  /** Counts assignments: a partition's state records the one it was taken in. */
+  #generation = 0
+  /** Partitions to take again at the next assignment that keeps them (see `reacquire`). */
+  readonly #reacquiring = new Set<string>()
   /** The partition of the last record received (see `stateOf`). */
   #lastState: PartitionState | undefined
   /**
@@ -247,6 +251,7 @@ export class Membership {
   /** `finished`: the read of what earlier owners finished, or `null` to read it once its revocation here ended. */
   #partition(tp: TopicPartition, finished?: Promise<Map<string, FinishedRun[]>> | null): PartitionState {
     const state = newPartitionState(tp, this.#options.stopping, this.#options.handlerAbort)
+    state.generation = this.#generation
     this.partitions.set(state.key, state)
     if (this.#options.listeners.length > 0 || finished !== undefined) {
       state.preparing = true
@@ -287,6 +292,7 @@ export class Membership {
   #assigned(partitions: TopicPartition[]): void {
     const now = new Set(partitions.map((p) => partitionKey(p.topic, p.partition)))
     this.#assignment = now
+    this.#generation++
     const revoked = [...this.partitions.values()].filter((state) => !now.has(state.key))
     for (const state of revoked) this.partitions.delete(state.key)
     const fresh = partitions.filter((tp) => !this.partitions.has(partitionKey(tp.topic, tp.partition)))
@@ -302,19 +308,33 @@ export class Membership {
     if (assignedChannel.hasSubscribers) assignedChannel.publish({ groupId, partitions })
     this.#startRevocation(revoked)
     this.#options.scheduler.unhold() // after the revocation dropped the queues of partitions let go
+    // Partitions waiting to be taken again, now that the group has given them again.
+    for (const key of [...this.#reacquiring]) {
+      this.#reacquiring.delete(key)
+      const state = this.partitions.get(key)
+      // Kept from before this assignment (a partition taken anew meanwhile starts fresh anyway).
+      if (state && now.has(key) && state.generation < this.#generation) this.reacquire(state.tp)
+    }
   }
 
   /**
-   * A listener's hold on the partition ended while the group may still give it to this
-   * member (a fence refused its writes: another member had it in between, and this one
-   * rejoined with it). Its work is dropped and its `revoked` hooks run, with no final
-   * commit; if it is still assigned, it starts again as newly assigned (its `assigned`
-   * hooks run, and it reads from where they say).
+   * A listener's hold on the partition ended (a fence refused its writes: another member had
+   * it in between). Its work is dropped and its `revoked` hooks run, with no final commit;
+   * it then starts again as newly assigned (its `assigned` hooks run, and it reads from where
+   * they say) — once the group has given it to this member in an assignment after the one it
+   * was taken in: at once when a rejoin has kept it since, else at the next assignment that
+   * keeps it. So a member that missed a rebalance does not take a partition back from its
+   * owner; `now` does (when what a listener holds is unknown, not refused).
    */
-  reacquire(tp: TopicPartition): void {
+  reacquire(tp: TopicPartition, { now = false }: { now?: boolean } = {}): void {
     const key = partitionKey(tp.topic, tp.partition)
     const state = this.partitions.get(key)
     if (!state || state.revoked || this.#options.stopping.aborted) return
+    if (!now && state.generation === this.#generation) {
+      this.#reacquiring.add(key)
+      return
+    }
+    this.#reacquiring.delete(key)
     this.#startRevocation([state], 'lost')
     if (this.#assignment?.has(key)) this.#partition(tp)
   }

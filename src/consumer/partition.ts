@@ -48,6 +48,8 @@ export interface PartitionState {
   /** What those messages are, for `status()`. */
   readonly retryWaits: Set<RetryWait>
   revoked: boolean
+  /** The membership's count of assignments when this ownership began (see `Membership.reacquire`). */
+  generation: number
   /** Aborted when the partition is revoked: retry waits end, abandoned work is not committed. */
   readonly revocation: AbortController
   /** Aborted at stop() or revocation: ends retry and DLQ waits. */
@@ -85,6 +87,7 @@ export function newPartitionState(
     retrying: 0,
     retryWaits: new Set(),
     revoked: false,
+    generation: 0,
     revocation,
     waits: AbortSignal.any([stopping, revocation.signal]),
     handlerSignal: AbortSignal.any([handlerAbort, revocation.signal])

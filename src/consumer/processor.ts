@@ -340,6 +340,12 @@ export class Processor {
     started: number,
     failed: { error: unknown; attempt: number }
   ): Promise<void> {
+    if (this.#options.transactions && index > 0) {
+      // The batch's transaction was aborted with its error, the work of the messages before
+      // the failing one too: they go again, in a transaction of their own, first.
+      await this.#handleBatch(items.slice(0, index), state, route, control, started)
+      return this.#failedAt(items.slice(index), 0, state, route, control, started, failed)
+    }
     for (const item of items.slice(0, index))
       control.settle(
         item.index,

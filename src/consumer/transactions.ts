@@ -39,11 +39,56 @@ export interface TransactionalOptions {
   timeout?: number
 }
 
+/**
+ * A transaction as the handler sees it: its sends are followed, so that none is still on its
+ * way when the transaction commits or aborts (it would join the next one), and a send that
+ * failed is known. Once settled, it refuses new sends.
+ */
+class Sends {
+  readonly transaction: Transaction
+  readonly #pending = new Set<Promise<unknown>>()
+  #closed = false
+  failed = false
+  error: unknown
+
+  constructor(transaction: Transaction) {
+    this.transaction = {
+      ...transaction,
+      send: (records) => {
+        if (this.#closed)
+          return Promise.reject(
+            new ConveyorError(
+              ErrorCodes.STATE,
+              'the transaction has ended: send inside the handler, and await it'
+            )
+          )
+        const sending = transaction.send(records)
+        this.#pending.add(sending)
+        sending.then(
+          () => this.#pending.delete(sending),
+          (error: unknown) => {
+            this.#pending.delete(sending)
+            this.failed = true
+            this.error = error
+          }
+        )
+        return sending
+      },
+      commitOffsets: (subscription, offsets) => transaction.commitOffsets(subscription, offsets),
+      commit: () => transaction.commit(),
+      abort: () => transaction.abort()
+    }
+  }
+
+  /** Resolves once no send is on its way; later sends are refused. */
+  async settled(): Promise<void> {
+    this.#closed = true
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
+  }
+}
+
 /** A transaction that could not commit (not for its message's sake) is tried again so. */
 const commitRetry = forever({ initialDelay: 200, maxDelay: 5_000 })
-
-/** How long a fenced partition waits before it is taken again (when still assigned), ms. */
-const reacquireDelay = 3_000
 
 interface Owned {
   publisher: TransactionalPublisher
@@ -59,14 +104,14 @@ export class Transactions {
   readonly #timeout: number
   readonly #subscription: () => Promise<Subscription | undefined>
   readonly #owned = new Map<string, Owned>()
-  readonly #reacquire: (partition: TopicPartition) => void
+  readonly #reacquire: (partition: TopicPartition, options?: { now?: boolean }) => void
 
   constructor(options: {
     transport: Transport
     groupId: string
     transactional: TransactionalOptions
     subscription: () => Promise<Subscription | undefined>
-    reacquire: (partition: TopicPartition) => void
+    reacquire: (partition: TopicPartition, options?: { now?: boolean }) => void
   }) {
     this.#transport = options.transport
     this.#groupId = options.groupId
@@ -101,7 +146,8 @@ export class Transactions {
       throw new ConveyorError(ErrorCodes.STATE, 'no subscription to read the committed offset from', {
         retryable: true
       })
-    const [committed] = await subscription.committed([tp])
+    // Stable: while a transaction's offsets are pending the read fails, and the hook is tried again.
+    const [committed] = await subscription.committed([tp], { stable: true })
     if (committed?.offset !== undefined) start.seek(committed.offset)
   }
 
@@ -134,19 +180,33 @@ export class Transactions {
     for (let failures = 0; ; failures++) {
       const owned = this.#owned.get(state.key)
       if (!owned || owned.fenced || state.waits.aborted) return this.#idle(state)
-      let transaction: Transaction | undefined
+      let transaction: Transaction
       try {
         transaction = owned.ready ?? (await owned.publisher.begin())
         owned.ready = undefined
       } catch (error) {
         if (this.#fenced(owned, state, error)) return this.#idle(state)
-        throw error
+        // The publisher may be left unusable: a new one (a new producer) takes the id.
+        return this.#uncertain(owned, state, error)
       }
+      const sends = new Sends(transaction)
+      let failure: { error: unknown } | undefined
       try {
-        await work(transaction)
+        await work(sends.transaction)
       } catch (error) {
-        await transaction.abort().catch(() => {})
-        throw error
+        failure = { error }
+      }
+      await sends.settled()
+      const cause = sends.failed ? sends.error : failure?.error
+      if (failure || sends.failed) {
+        if (this.#fenced(owned, state, cause)) {
+          await transaction.abort().catch(() => {})
+          return this.#idle(state)
+        }
+        // A send that failed may have reached the broker, or left its sequence numbers behind.
+        if (sends.failed) return this.#uncertain(owned, state, cause, transaction)
+        if (!(await this.#abort(owned, state, transaction))) return this.#idle(state)
+        throw failure!.error
       }
       try {
         const subscription = await this.#subscription()
@@ -154,10 +214,12 @@ export class Transactions {
           throw new ConveyorError(ErrorCodes.STATE, 'the consumer has no subscription', { retryable: true })
         await transaction.commitOffsets(subscription, [{ ...state.tp, offset: next }])
       } catch (error) {
-        // Not committed: aborted, and tried again in a new transaction after a wait.
-        await transaction.abort().catch(() => {})
+        // Not committed: aborted, and tried again in a new transaction after a wait; or, when
+        // the partition is no longer this member's, left until the rebalance takes it.
+        if (!(await this.#abort(owned, state, transaction))) return this.#idle(state)
         if (this.#fenced(owned, state, error)) return this.#idle(state)
         this.#report(state, error)
+        if (error instanceof ConveyorError && error.code === ErrorCodes.FENCED) return this.#idle(state)
         if (!(await wait(backoff(commitRetry, failures + 1), state.waits))) return this.#idle(state)
         continue
       }
@@ -170,12 +232,42 @@ export class Transactions {
         // The commit may have happened or not: only the broker knows. The partition is taken
         // again at once (a new producer completes the transaction either way), and reads on
         // from the offset the group then has, so the work is neither lost nor done twice.
-        this.#report(state, error)
-        owned.fenced = true
-        this.#reacquire(state.tp)
-        return this.#idle(state)
+        return this.#uncertain(owned, state, error)
       }
     }
+  }
+
+  /** Aborts; false when the abort failed (then the partition is taken again, see `#uncertain`). */
+  async #abort(owned: Owned, state: PartitionState, transaction: Transaction): Promise<boolean> {
+    try {
+      await transaction.abort()
+      return true
+    } catch (error) {
+      if (!this.#fenced(owned, state, error)) await this.#uncertain(owned, state, error).catch(() => {})
+      return false
+    }
+  }
+
+  /**
+   * What the broker has of this transaction is unknown (a commit without an answer, a send
+   * that failed, an abort that failed): the partition's work here ends, and the partition is
+   * taken again at once — a new producer's fence finishes the transaction either way, and
+   * the group's committed offset, read after it, says where to go on. Fails the attempt
+   * (abandoned) once the partition is let go.
+   */
+  async #uncertain(
+    owned: Owned,
+    state: PartitionState,
+    error: unknown,
+    transaction?: Transaction
+  ): Promise<never> {
+    this.#report(state, error)
+    if (!owned.fenced) {
+      owned.fenced = true
+      await transaction?.abort().catch(() => {})
+      this.#reacquire(state.tp, { now: true })
+    }
+    return this.#idle(state)
   }
 
   #report(state: PartitionState, error: unknown): void {
@@ -190,9 +282,9 @@ export class Transactions {
 
   /**
    * Whether `error` says another producer has the partition's transactional id. Then the
-   * partition's work here is over: a rebalance takes it away, or — when this member rejoined
-   * with it — it is taken again (a new producer, the committed offset read again) after a
-   * heartbeat's while, in which a rebalance under way shows.
+   * partition's work here is over: a rebalance takes it away, or — when the group gives it
+   * to this member again — it is taken again (a new producer, the committed offset read
+   * again; see `Membership.reacquire`).
    */
   #fenced(owned: Owned, state: PartitionState, error: unknown): boolean {
     if (!(error instanceof ConveyorError && error.code === ErrorCodes.FENCED && !error.retryable))
@@ -206,9 +298,7 @@ export class Transactions {
         context: 'fenced',
         partition: state.tp
       })
-      setTimeout(() => {
-        if (!state.revoked) this.#reacquire(state.tp)
-      }, reacquireDelay).unref()
+      this.#reacquire(state.tp)
     }
     return true
   }

@@ -702,10 +702,14 @@ export class KafkaSubscription implements Subscription {
   }
 
   /** The group's committed offsets and their metadata (Kafka's OffsetFetch, through an admin client). */
-  async committed(partitions: TopicPartition[]): Promise<CommittedPosition[]> {
+  async committed(
+    partitions: TopicPartition[],
+    options: { stable?: boolean } = {}
+  ): Promise<CommittedPosition[]> {
     this.#admin ??= new Admin(clientOptions(this.#settings.connection))
     try {
       const [group] = await this.#admin.listConsumerGroupOffsets({
+        ...(options.stable ? { requireStable: true } : {}),
         groups: [
           {
             groupId: this.#options.groupId,

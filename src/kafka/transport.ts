@@ -232,6 +232,10 @@ class KafkaTransactionalPublisher implements TransactionalPublisher {
         failed: (error) => this.#failed(error)
       })
     } catch (error) {
+      // The client keeps a transaction whose preparation failed as its active one: every
+      // later begin would be refused ("already an active transaction"). Nothing reached the
+      // broker's transaction yet, so it is cleared here.
+      await this.#producer.transaction?.cancel().catch(() => {})
       throw this.#failed(error)
     }
   }
@@ -278,6 +282,8 @@ interface TransactionContext {
 class KafkaTransaction implements Transaction {
   readonly #raw: RawTransaction
   readonly #context: TransactionContext
+  /** Something reached the broker's transaction (records or offsets). */
+  #touched = false
 
   constructor(raw: RawTransaction, context: TransactionContext) {
     this.#raw = raw
@@ -288,6 +294,7 @@ class KafkaTransaction implements Transaction {
     if (records.length === 0) return []
     const counts = await this.#context.partitionCounts([...new Set(records.map((r) => r.topic))])
     const messages = toMessages(records, counts, this.#context.roundRobin)
+    this.#touched = true
     try {
       const produced = await this.#raw.send({ messages })
       return positions(messages, produced.offsets ?? [])
@@ -302,6 +309,7 @@ class KafkaTransaction implements Transaction {
         ErrorCodes.STATE,
         'a Kafka transaction commits the offsets of a Kafka subscription'
       )
+    this.#touched = true
     try {
       await subscription.addToTransaction(this.#raw, offsets)
     } catch (error) {
@@ -317,15 +325,27 @@ class KafkaTransaction implements Transaction {
     }
   }
 
+  /**
+   * Aborts. A transaction that sent nothing is only cleared here (the broker has none).
+   * Otherwise a failed abort leaves it open on the broker, where the next transaction of
+   * this producer would join it: that is a `CONVEYOR_FENCED` error, so that the caller
+   * takes the id again (a new producer's fence aborts the open transaction).
+   */
   async abort(): Promise<void> {
     if (this.#raw.completed) return
+    if (!this.#touched) {
+      await this.#raw.cancel().catch(() => {})
+      return
+    }
     try {
       await this.#raw.abort()
     } catch (error) {
-      // A transaction that never reached the broker (nothing sent yet) has nothing to abort there.
       await this.#raw.cancel().catch(() => {})
       const failure = this.#context.failed(error)
       if (failure instanceof ConveyorError && failure.code === ErrorCodes.FENCED) throw failure
+      throw new ConveyorError(ErrorCodes.FENCED, `the transaction could not be aborted: ${failure.message}`, {
+        cause: failure
+      })
     }
   }
 }

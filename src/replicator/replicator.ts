@@ -93,9 +93,6 @@ export interface ReplicatorOptions<T, Token> {
   groupProtocol?: 'classic' | 'consumer'
 }
 
-/** How long a fenced partition waits before it is taken again (when still assigned), ms. */
-const reacquireDelay = 3_000
-
 /** A value the codec let through for a tombstone. */
 const tombstone = Symbol('tombstone')
 
@@ -297,12 +294,9 @@ export class Replicator<T, Token> {
           context: 'fenced',
           partition: tp
         })
-        // A rebalance takes the partition away; or, when this member rejoined with it, it
-        // is taken again (acquired anew, read from the sink's position) after a heartbeat's
-        // while, in which a rebalance under way shows.
-        setTimeout(() => {
-          if (this.#fenced.has(key)) this.consumer.reacquire(tp)
-        }, reacquireDelay).unref()
+        // A rebalance takes the partition away; or, when the group gives it to this member
+        // again, it is acquired anew and read from the sink's position.
+        this.consumer.reacquire(tp)
       }
       throw await this.#idle(signal)
     }

@@ -145,8 +145,10 @@ export interface Subscription {
   /**
    * What the group has committed for these partitions, with the metadata. Optional: without
    * it the runtime cannot skip work finished above a commit point by an earlier member.
+   * `stable`: fail (retryably) while a transaction's offsets for them are pending, rather
+   * than answer the offsets before it.
    */
-  committed?(partitions: TopicPartition[]): Promise<CommittedPosition[]>
+  committed?(partitions: TopicPartition[], options?: { stable?: boolean }): Promise<CommittedPosition[]>
   /** Leaves the group and closes the connection. */
   close(): Promise<void>
 }

@@ -450,3 +450,38 @@ test('a subscription that fails before its subscribe call resolved is not ignore
   await waitFor(() => seen.length === 3, { timeout: 5_000 })
   assert.deepEqual(seen, [0, 1, 2])
 })
+
+test('reacquire drops a partition’s work and takes it again (revoked, then assigned, reading from its seek) — at once with now, else only at a later assignment', async (t) => {
+  const { transport, topic, send, groupId } = setup()
+  await send(0, 0, 5)
+  const events: string[] = []
+  const seen: number[] = []
+  let from = 0n
+  const consumer = createConsumer({
+    transport,
+    groupId,
+    topics: [topic],
+    assignmentListeners: [
+      {
+        assigned: (_tp, start) => {
+          events.push('assigned')
+          start.seek(from)
+        },
+        revoked: () => void events.push('revoked')
+      }
+    ],
+    routes: { w: { handler: (m) => void seen.push((m.value as { n: number }).n) } }
+  })
+  await consumer.start()
+  t.after(() => consumer.stop())
+  await waitFor(() => seen.length === 5)
+  consumer.reacquire({ topic, partition: 0 })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  assert.deepEqual(events, ['assigned'], 'taken in this assignment: it waits for a later one')
+
+  from = 2n
+  consumer.reacquire({ topic, partition: 0 }, { now: true })
+  await waitFor(() => events.length === 3 && seen.length === 8)
+  assert.deepEqual(events, ['assigned', 'revoked', 'assigned'])
+  assert.deepEqual(seen, [0, 1, 2, 3, 4, 2, 3, 4], 'read again from where the hook said')
+})
