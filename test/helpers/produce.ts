@@ -4,12 +4,12 @@ import type { Producer } from '@platformatic/kafka'
 export async function produceKeyed(
   producer: Producer<string, string, string, string>,
   topic: string,
-  { count, keys, type = 'work' }: { count: number; keys: number; type?: string }
+  { count, keys, type = 'work', from = 0 }: { count: number; keys: number; type?: string; from?: number }
 ): Promise<void> {
   const batch = 500
-  for (let start = 0; start < count; start += batch) {
+  for (let start = from; start < from + count; start += batch) {
     const messages = []
-    for (let i = start; i < Math.min(count, start + batch); i++) {
+    for (let i = start; i < Math.min(from + count, start + batch); i++) {
       const key = `key-${i % keys}`
       messages.push({
         topic,

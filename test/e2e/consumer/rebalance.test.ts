@@ -48,7 +48,9 @@ test('while the group grows from 1 to 3 members and shrinks back to 1, no messag
   const groupId = useGroup(t)
   const keys = 200
   const count = 20_000
-  await produceKeyed(useProducer(t), topic, { count, keys })
+  const producer = useProducer(t)
+  // In three parts, so that each phase has work left when it starts, however fast the members are.
+  await produceKeyed(producer, topic, { count: 8_000, keys })
   const handled: Handled[] = []
   const unique = () => new Set(handled.map((h) => `${h.partition}:${h.offset}`)).size
 
@@ -59,12 +61,21 @@ test('while the group grows from 1 to 3 members and shrinks back to 1, no messag
   const b = member(t, 'member-b', topic, groupId, handled)
   const c = member(t, 'member-c', topic, groupId, handled)
   await Promise.all([b.consumer.start(), c.consumer.start()])
-  await waitFor(() => unique() >= 10_000, {
+  await waitFor(
+    () => b.consumer.status().partitions.length > 0 && c.consumer.status().partitions.length > 0,
+    {
+      timeout: 60_000,
+      description: 'three members with partitions'
+    }
+  )
+  await produceKeyed(producer, topic, { count: 8_000, keys, from: 8_000 })
+  await waitFor(() => unique() >= 16_000, {
     timeout: 60_000,
-    description: '10 000 messages on three members'
+    description: '16 000 messages on three members'
   })
 
   await Promise.all([b.stop(), c.stop()])
+  await produceKeyed(producer, topic, { count: 4_000, keys, from: 16_000 })
   await waitFor(() => unique() >= count, { timeout: 90_000, description: 'every message back on one member' })
 
   assert.ok(
