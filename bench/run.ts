@@ -31,7 +31,7 @@ import {
 import { benchConnection, kafkaToolsVersion } from './lib.ts'
 import { baselineVariable, extractBaseline } from './runtime.ts'
 
-const order = ['consume', 'io-bound', 'produce', 'latency', 'memory', 'replicate']
+const order = ['consume', 'io-bound', 'produce', 'latency', 'memory', 'replicate', 'pipeline']
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const flagValue = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined)

@@ -40,13 +40,14 @@ export interface TransactionalOptions {
 }
 
 /**
- * A transaction as the handler sees it: its sends are followed, so that none is still on its
- * way when the transaction commits or aborts (it would join the next one), and a send that
- * failed is known. Once settled, it refuses new sends.
+ * A transaction as the handler sees it: its sends go one at a time and are followed, so that
+ * none is still on its way when the transaction commits or aborts (it would join the next
+ * one), and a send that failed is known. Once settled, it refuses new sends.
  */
 class Sends {
   readonly transaction: Transaction
   readonly #pending = new Set<Promise<unknown>>()
+  #last: Promise<unknown> = Promise.resolve()
   #closed = false
   failed = false
   error: unknown
@@ -62,7 +63,10 @@ class Sends {
               'the transaction has ended: send inside the handler, and await it'
             )
           )
-        const sending = transaction.send(records)
+        // One at a time: the client fails sends made at once in a transaction (to several
+        // partitions: "Producing messages failed"), so they queue behind each other.
+        const sending = this.#last.then(() => transaction.send(records))
+        this.#last = sending.catch(() => {})
         this.#pending.add(sending)
         sending.then(
           () => this.#pending.delete(sending),

@@ -211,6 +211,11 @@ class KafkaTransactionalPublisher implements TransactionalPublisher {
       ...clientOptions(options.connection),
       // The client sends its timeout as the transaction's: the broker aborts a transaction open longer.
       timeout,
+      // A transaction begun right after the last one committed meets CONCURRENT_TRANSACTIONS
+      // until the broker has written the last one's markers (milliseconds): retried soon, not
+      // after the client's default second.
+      retries: 50,
+      retryDelay: 20,
       transactionalId,
       idempotent: true,
       acks: ProduceAcks.ALL,

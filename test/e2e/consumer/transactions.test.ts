@@ -6,15 +6,19 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { createConsumer } from '../../../src/consumer/consumer.ts'
+import { createProducer } from '../../../src/producer/producer.ts'
 import { waitFor } from '../../../src/util/wait.ts'
 import type { PipelineProcessConfig } from '../../fixtures/transactional-process.ts'
 import {
+  cleanup,
   committedOffsets,
   readCommittedWithJava,
   testConnection,
   useGroup,
   useProducer,
-  useTopic
+  useTopic,
+  useTransport
 } from '../../helpers/kafka.ts'
 import { startConsumerProcess } from '../../helpers/process.ts'
 
@@ -125,4 +129,43 @@ test('a member frozen with SIGSTOP past its session timeout loses its partitions
     throw error
   })
   assert.ok(successor.output().includes('running'))
+})
+
+test('a transactional batch route sends a batch’s outputs to many partitions in one transaction: each output once, the offsets after the batch', async (t) => {
+  const count = 600
+  const run = await setUp(t, count, 6)
+  const transport = useTransport(t)
+  const producer = createProducer({ transport, topic: run.output })
+  cleanup(t, () => producer.close())
+  const sizes: number[] = []
+  const consumer = createConsumer({
+    transport,
+    producer,
+    groupId: run.groupId,
+    topics: [run.input],
+    transactional: true,
+    routes: {
+      reading: {
+        batch: { maxSize: 100 },
+        handleBatch: async (messages, context) => {
+          sizes.push(messages.length)
+          // Sent at once, to the partitions of their keys: the transaction takes them in turn.
+          await Promise.all(
+            messages.map((m) => {
+              const { id, value } = m.value as { id: number; value: number }
+              return context.send!('doubled', { id, doubled: value * 2 }, { key: m.key })
+            })
+          )
+        }
+      }
+    }
+  })
+  await consumer.start()
+  cleanup(t, () => consumer.stop())
+  await waitFor(async () => (await run.consumed()) >= count, {
+    timeout: 60_000,
+    description: 'everything consumed'
+  })
+  assert.ok(Math.max(...sizes) > 1, 'in batches')
+  await assertOnce(t, run.output, count, 6)
 })
