@@ -91,15 +91,7 @@ export class FailurePath {
         })
         return handled(record, message, outcome, attempt, started)
       }
-      if (messageRetryChannel.hasSubscribers) {
-        messageRetryChannel.publish({
-          groupId: this.#options.groupId,
-          message,
-          error,
-          attempt,
-          delay: decision.delay
-        })
-      }
+      this.#announceRetry([message], error, attempt, decision.delay)
       if (!(await this.#waitForRetry(state, message, attempt, decision.delay, error)))
         return handled(record, message, 'abandoned', attempt, started)
       attempt++
@@ -138,18 +130,16 @@ export class FailurePath {
         firstFailure
       }
     }
-    if (messageRetryChannel.hasSubscribers) {
-      for (const message of messages)
-        messageRetryChannel.publish({
-          groupId: this.#options.groupId,
-          message,
-          error,
-          attempt,
-          delay: decision.delay
-        })
-    }
+    this.#announceRetry(messages, error, attempt, decision.delay)
     const waited = await this.#waitForRetry(state, first, attempt, decision.delay, error, messages.length)
     return waited ? 'retry' : 'abandoned'
+  }
+
+  /** Tells instrumentation (logs, metrics) that these messages wait `delay` ms for their next attempt. */
+  #announceRetry(messages: readonly Message[], error: unknown, attempt: number, delay: number): void {
+    if (!messageRetryChannel.hasSubscribers) return
+    for (const message of messages)
+      messageRetryChannel.publish({ groupId: this.#options.groupId, message, error, attempt, delay })
   }
 
   /**

@@ -26,12 +26,18 @@ interface Report {
   poison?: boolean
 }
 
-async function produceReports(t: Parameters<typeof useProducer>[0], topic: string, count: number) {
+/** `count` reports with ids 0…count-1 over `partitions` partitions (id modulo), the one with id `poison` marked so. */
+async function produceReports(
+  t: Parameters<typeof useProducer>[0],
+  topic: string,
+  count: number,
+  { partitions = 1, poison }: { partitions?: number; poison?: number } = {}
+) {
   await useProducer(t).send({
     messages: Array.from({ length: count }, (_, id) => ({
       topic,
-      partition: id % 3,
-      value: JSON.stringify({ message_type: 'report', id, ...(id === 700 ? { poison: true } : {}) })
+      partition: id % partitions,
+      value: JSON.stringify({ message_type: 'report', id, ...(id === poison ? { poison: true } : {}) })
     }))
   })
 }
@@ -39,7 +45,7 @@ async function produceReports(t: Parameters<typeof useProducer>[0], topic: strin
 test('a batch route gets batches of one partition in offset order, at most maxSize; a poison report is dead-lettered alone and every other is processed once, the offsets committed to the end', async (t) => {
   const topic = await useTopic(t, { partitions: 3 })
   const groupId = useGroup(t)
-  await produceReports(t, topic, 1_500)
+  await produceReports(t, topic, 1_500, { partitions: 3, poison: 700 })
   const batches: Array<{ partition: number; offsets: bigint[] }> = []
   const processed = new Map<number, number>()
   const consumer = createConsumer({
@@ -90,12 +96,7 @@ test('a batch route gets batches of one partition in offset order, at most maxSi
 test('a BatchError naming the failing message commits the messages before it while that one waits for its retry', async (t) => {
   const topic = await useTopic(t, { partitions: 1 })
   const groupId = useGroup(t)
-  await useProducer(t).send({
-    messages: Array.from({ length: 50 }, (_, id) => ({
-      topic,
-      value: JSON.stringify({ message_type: 'report', id })
-    }))
-  })
+  await produceReports(t, topic, 50)
   let broken = true
   const consumer = createConsumer({
     transport: useTransport(t),
@@ -131,12 +132,7 @@ test('a BatchError naming the failing message commits the messages before it whi
 test('a batch of 100 whose 37th message is poison: the 36 before it are committed while it retries, it alone reaches the DLQ after its retries, and the other 63 are handled', async (t) => {
   const topic = await useTopic(t, { partitions: 1 })
   const groupId = useGroup(t)
-  await useProducer(t).send({
-    messages: Array.from({ length: 100 }, (_, id) => ({
-      topic,
-      value: JSON.stringify({ message_type: 'report', id, ...(id === 36 ? { poison: true } : {}) })
-    }))
-  })
+  await produceReports(t, topic, 100, { poison: 36 })
   const sizes: number[] = []
   const handled = new Map<number, number>()
   const attempts: number[] = []
@@ -191,13 +187,7 @@ test('a batch of 100 whose 37th message is poison: the 36 before it are committe
 test('a rebalance does not wait for a batch message waiting for its retry: a second member gets its partitions long before the drain timeout', async (t) => {
   const topic = await useTopic(t, { partitions: 2 })
   const groupId = useGroup(t)
-  await useProducer(t).send({
-    messages: Array.from({ length: 40 }, (_, id) => ({
-      topic,
-      partition: id % 2,
-      value: JSON.stringify({ message_type: 'report', id, ...(id === 10 ? { poison: true } : {}) })
-    }))
-  })
+  await produceReports(t, topic, 40, { partitions: 2, poison: 10 })
   const route = {
     batch: { maxSize: 20 },
     retry: bounded({ retries: 5, initialDelay: 60_000, maxDelay: 60_000, jitter: false }),
